@@ -1,0 +1,66 @@
+"""The ``depictqa`` command.
+
+Each sub-command lives in its own module exposing ``HELP`` (one line), ``EXAMPLES`` (shown by
+``--help``), ``add_arguments(parser)`` and ``run(args) -> int``. Those modules import heavy
+libraries only inside ``run`` so that ``depictqa --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+COMMANDS: dict[str, str] = {
+    "fit": "depictqa.commands.fit",
+    "validate": "depictqa.commands.validate",
+    "synth": "depictqa.synth.command",
+    "convert": "depictqa.data.command",
+    "infer": "depictqa.infer.command_infer",
+    "evaluate": "depictqa.eval.command",
+    "assess": "depictqa.infer.command_assess",
+    "compare": "depictqa.infer.command_compare",
+    "bench": "depictqa.commands.bench",
+    "list": "depictqa.commands.listing",
+    "demo": "depictqa.commands.demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="depictqa",
+        description="Descriptive image quality assessment with multimodal LLMs.",
+        epilog="Run 'depictqa COMMAND --help' for a command's options and examples.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_path in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_path)
+        except ModuleNotFoundError as err:
+            if err.name and err.name.startswith("depictqa"):
+                continue  # a command whose module has not been written is simply absent
+            raise
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP,
+                           epilog="examples:\n" + module.EXAMPLES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the depictqa CLI (see depictqa/cli.py)."""

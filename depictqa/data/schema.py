@@ -1,0 +1,114 @@
+"""The sample schema of a training shard, and its validation.
+
+One sample holds up to three images -- ``ref`` (pristine reference), ``a`` and ``b`` (distorted
+images) or ``img`` (caption data) -- plus a JSON record::
+
+    {"task": "assess|compare|caption", "reference": bool, "style": "single|brief|detail|...",
+     "conversations": [{"from": "human", "value": ...}, {"from": "gpt", "value": ...}],
+     "meta": {... ground truth ...}}
+
+An ``assess`` sample's image is stored under ``a``. The official DepictQA task names
+(``quality_single_A_noref`` ...) are accepted wherever a task is named and mapped by
+:func:`official_task`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+Task = Literal["assess", "compare", "caption"]
+TASKS: tuple[str, ...] = ("assess", "compare", "caption")
+STYLES: tuple[str, ...] = ("single", "brief", "detail", "level", "caption")
+IMAGE_KEYS: tuple[str, ...] = ("ref", "a", "b", "img")
+IMAGE_EXTENSIONS: tuple[str, ...] = ("png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff")
+
+# official task name -> (task, uses a reference, which official image field is the single image)
+OFFICIAL_TASKS: dict[str, tuple[str, bool]] = {
+    "quality_single_A": ("assess", True),
+    "quality_single_B": ("assess", True),
+    "quality_single_A_noref": ("assess", False),
+    "quality_single_B_noref": ("assess", False),
+    "quality_compare": ("compare", True),
+    "quality_compare_noref": ("compare", False),
+    "description": ("caption", False),
+}
+
+
+class SchemaError(ValueError):
+    """A sample that does not follow the schema; the message names the shard and the key."""
+
+
+def official_task(name: str) -> tuple[str, bool]:
+    """Map an official task name (or one of ours) to ``(task, reference)``."""
+    if name in OFFICIAL_TASKS:
+        return OFFICIAL_TASKS[name]
+    if name in TASKS:
+        return name, False
+    valid = ", ".join([*TASKS, *OFFICIAL_TASKS])
+    raise SchemaError(f"unknown task {name!r}; valid: {valid}")
+
+
+def required_images(task: str, reference: bool) -> tuple[str, ...]:
+    """Image keys a sample of this task must carry, in prompt order."""
+    if task == "caption":
+        return ("img",)
+    names = ("a",) if task == "assess" else ("a", "b")
+    return (("ref",) + names) if reference else names
+
+
+@dataclass
+class Sample:
+    """A decoded sample: the JSON record plus its images (bytes, PIL images or arrays)."""
+
+    key: str
+    task: str
+    reference: bool
+    conversations: list[dict[str, str]]
+    style: str = "brief"
+    meta: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def image_order(self) -> tuple[str, ...]:
+        return required_images(self.task, self.reference)
+
+    def record(self) -> dict[str, Any]:
+        """The JSON record stored beside the images."""
+        return {"task": self.task, "reference": self.reference, "style": self.style,
+                "conversations": self.conversations, "meta": self.meta}
+
+
+def validate_record(record: Any, image_keys: set[str] | frozenset[str], where: str) -> None:
+    """Check one JSON record and the image keys that came with it; ``where`` names the sample."""
+    if not isinstance(record, Mapping):
+        raise SchemaError(f"{where}: json is {type(record).__name__}, expected an object")
+    task = record.get("task")
+    if task not in TASKS:
+        raise SchemaError(f"{where}: task {task!r} is not one of {', '.join(TASKS)}")
+    if not isinstance(record.get("reference", False), bool):
+        raise SchemaError(f"{where}: 'reference' must be true or false")
+    style = record.get("style", "brief")
+    if style not in STYLES:
+        raise SchemaError(f"{where}: style {style!r} is not one of {', '.join(STYLES)}")
+    conv = record.get("conversations")
+    if not isinstance(conv, list) or len(conv) < 2 or len(conv) % 2:
+        raise SchemaError(f"{where}: 'conversations' must be a list of human/gpt turns")
+    for i, turn in enumerate(conv):
+        want = "human" if i % 2 == 0 else "gpt"
+        if not isinstance(turn, Mapping) or turn.get("from") != want or not isinstance(turn.get("value"), str):
+            raise SchemaError(f"{where}: conversations[{i}] must be {{'from': '{want}', 'value': str}}")
+    if not isinstance(record.get("meta", {}), Mapping):
+        raise SchemaError(f"{where}: 'meta' must be an object")
+    need = set(required_images(task, bool(record.get("reference", False))))
+    missing = need - set(image_keys)
+    if missing:
+        raise SchemaError(f"{where}: task {task!r} needs image(s) {', '.join(sorted(missing))}")
+
+
+def sample_from_record(key: str, record: Mapping[str, Any], images: Mapping[str, Any],
+                       where: str | None = None) -> Sample:
+    validate_record(record, frozenset(images), where or key)
+    return Sample(key=key, task=record["task"], reference=bool(record.get("reference", False)),
+                  conversations=list(record["conversations"]), style=record.get("style", "brief"),
+                  meta=dict(record.get("meta", {})), images=dict(images))
