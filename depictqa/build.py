@@ -1,0 +1,53 @@
+"""Recipe -> DepictQAModel. Sizes come from the parts: the projector is built from the encoder's
+``embed_dim`` and the LLM's ``hidden_size``; a recipe never repeats them."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Iterable
+
+import torch
+from omegaconf import DictConfig
+
+from depictqa import encoders, llms, projectors
+from depictqa.config import component
+from depictqa.model import DepictQAModel
+from depictqa.prompts import PromptBuilder
+
+
+def _set_trainable(module: torch.nn.Module, mode: str) -> None:
+    if mode == "frozen":
+        module.requires_grad_(False)
+    elif mode == "full":
+        module.requires_grad_(True)
+    # "lora": PEFT has already frozen the base and left the adapter trainable.
+
+
+def build_model(recipe: DictConfig, texts: Iterable[str] | None = None) -> DepictQAModel:
+    """Build the model a recipe describes (weights from the paths it names, or random).
+
+    ``texts``: training text for recipes whose tokenizer is trained on the data.
+    """
+    enc_name, enc_mode, enc_kwargs = component(recipe.model.encoder)
+    encoder = encoders.build(enc_name, **enc_kwargs)
+    _set_trainable(encoder, enc_mode or "frozen")
+
+    llm_name, llm_mode, llm_kwargs = component(recipe.model.llm)
+    llm_mode = llm_mode or "frozen"
+    if llm_mode != "lora":
+        llm_kwargs.pop("lora", None)
+    if "texts" in inspect.signature(llms.REGISTRY.entry(llm_name).builder).parameters:
+        template_texts = PromptBuilder(None, recipe.model.template).fixed_texts()
+        llm_kwargs["texts"] = None if texts is None else [*template_texts, *texts]
+    llm = llms.build(llm_name, **llm_kwargs)
+    _set_trainable(llm, llm_mode)
+
+    proj_name, proj_mode, proj_kwargs = component(recipe.model.projector)
+    projector = projectors.build(proj_name, in_dim=encoder.embed_dim, out_dim=llm.hidden_size, **proj_kwargs)
+    _set_trainable(projector, proj_mode or "full")
+
+    enc_dtype = getattr(torch, recipe.model.encoder_dtype) if recipe.model.encoder_dtype else None
+    if enc_dtype is not None and (enc_mode or "frozen") == "frozen":
+        encoder.to(enc_dtype)
+    return DepictQAModel(encoder, projector, llm, template=recipe.model.template,
+                         train_encoder=(enc_mode == "full"), encoder_dtype=enc_dtype)

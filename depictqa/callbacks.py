@@ -1,0 +1,98 @@
+"""Checkpointing in the DESIGN.md layout, with resumable state that needs no pickle.
+
+Lightning's own checkpoints are pickles; ours are safetensors + JSON: the trainable weights, the
+PEFT adapter, the recipe, and under ``state/`` the optimiser tensors, scheduler and loop counters
+and the RNG states, enough for ``depictqa fit --resume DIR`` to continue the run exactly.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from depictqa.checkpoint import save_pretrained, save_state
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = optimizer.state_dict()
+    tensors = {f"state.{idx}.{k}": v if torch.is_tensor(v) else torch.tensor(v)
+               for idx, st in sd["state"].items() for k, v in st.items()}
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("state."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+
+
+class DepictQACheckpoint(L.Callback):
+    """Every ``every_n_steps`` optimiser steps (and at the end) write ``dirpath/step-N`` and
+    refresh ``dirpath/last``; keep the ``keep`` newest step folders."""
+
+    def __init__(self, dirpath: str | Path, every_n_steps: int = 500, keep: int = 2) -> None:
+        self.dirpath, self.every, self.keep = Path(dirpath), every_n_steps, keep
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        step = trainer.global_step
+        if self.every and step and step % self.every == 0 and step != getattr(self, "_last_saved", None):
+            self.save(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step != getattr(self, "_last_saved", None):
+            self.save(trainer, pl_module)
+
+    def save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
+        step = trainer.global_step
+        self._last_saved = step
+        target = self.dirpath / f"step-{step:07d}"
+        if trainer.is_global_zero:
+            save_pretrained(pl_module.model, pl_module.recipe, target)
+            tensors, info = optimizer_tensors(trainer.optimizers[0])
+            tensors["rng.torch"] = torch.get_rng_state()
+            info.update(global_step=step, epoch=trainer.current_epoch,
+                        scheduler=_json_safe(trainer.lr_scheduler_configs[0].scheduler.state_dict()))
+            save_state(target, tensors, info)
+            last = self.dirpath / "last"
+            if last.exists():
+                shutil.rmtree(last)
+            shutil.copytree(target, last)
+            steps = sorted(self.dirpath.glob("step-*"))
+            for old in steps[:-self.keep] if self.keep else []:
+                shutil.rmtree(old)
+        trainer.strategy.barrier()
+        return target
+
+
+def _json_safe(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in state.items() if k != "lr_lambdas"}
+
+
+def restore_training_state(trainer: L.Trainer, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+    """Load optimiser, scheduler, step counters and torch RNG into a freshly started trainer."""
+    restore_optimizer(trainer.optimizers[0], tensors, info)
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    scheduler.load_state_dict({**scheduler.state_dict(), **info["scheduler"]})
+    loop = trainer.fit_loop.epoch_loop
+    step = int(info["global_step"])
+    loop.automatic_optimization.optim_progress.optimizer.step.total.completed = step
+    loop.automatic_optimization.optim_progress.optimizer.step.total.ready = step
+    loop._batches_that_stepped = step
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"])
+
+
+class EpochSeeder(L.Callback):
+    """Tell the data module which epoch starts, so the mixer reseeds per (seed, rank, worker, epoch)."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "set_epoch"):
+            datamodule.set_epoch(trainer.current_epoch)

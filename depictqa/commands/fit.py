@@ -1,0 +1,36 @@
+"""``depictqa fit``: train a recipe."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "train a model from a recipe (base + overlays + key=value overrides)"
+EXAMPLES = """  depictqa fit recipes/tiny.yaml data.sources.brief.shards=data/brief/shard-{000000..000003}.tar
+  depictqa fit recipes/depictqa_wild.yaml recipes/ablations/mlp_projector.yaml trainer.num_nodes=4
+  depictqa fit recipes/tiny.yaml --resume runs/tiny/checkpoints/last"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from depictqa.commands.common import add_recipe_arguments
+
+    add_recipe_arguments(parser)
+    parser.add_argument("--resume", metavar="DIR", help="continue the run saved in this checkpoint directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    from depictqa.checkpoint import CheckpointError
+    from depictqa.commands.common import fail, load_from_args
+    from depictqa.config import RecipeError
+
+    try:
+        recipe = load_from_args(args.recipe)
+    except RecipeError as err:
+        return fail(str(err))
+    from depictqa.train import fit
+
+    try:
+        last = fit(recipe, resume=args.resume)
+    except (RecipeError, CheckpointError) as err:
+        return fail(str(err))
+    print(f"checkpoint: {last}")
+    return 0

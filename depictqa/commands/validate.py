@@ -1,0 +1,45 @@
+"""``depictqa validate``: resolve and check a recipe, print it and the parameter counts."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "resolve, validate and print a recipe with parameter counts per part (no training)"
+EXAMPLES = """  depictqa validate recipes/tiny.yaml
+  depictqa validate recipes/depictqa_v1.yaml --no-build      # checks only; needs no weights
+  depictqa validate recipes/depictqa_wild.yaml recipes/ablations/mlp_projector.yaml"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from depictqa.commands.common import add_recipe_arguments
+
+    add_recipe_arguments(parser)
+    parser.add_argument("--no-build", action="store_true", help="validate only; do not build the model")
+
+
+def run(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from depictqa.commands.common import fail, load_from_args
+    from depictqa.config import RecipeError
+
+    try:
+        recipe = load_from_args(args.recipe)
+    except RecipeError as err:
+        return fail(str(err))
+    print(OmegaConf.to_yaml(recipe, resolve=True))
+    if args.no_build:
+        print("recipe is valid")
+        return 0
+    from depictqa.build import build_model
+
+    texts = ["a sample text to size the tokenizer"] * 4
+    model = build_model(recipe, texts=texts)
+    print(f"{'part':<10} {'total':>14} {'trainable':>14}")
+    totals = [0, 0]
+    for part, (total, trainable) in model.parameter_counts().items():
+        print(f"{part:<10} {total:>14,} {trainable:>14,}")
+        totals[0] += total
+        totals[1] += trainable
+    print(f"{'all':<10} {totals[0]:>14,} {totals[1]:>14,}")
+    return 0

@@ -1,0 +1,230 @@
+"""Recipes: an OmegaConf schema, loading (base + overlays + dotlist), validation, saving.
+
+A recipe is merged left to right from YAML files and ``key=value`` overrides. Component blocks
+(``model.encoder``, ``model.projector``, ``model.llm``, ``logger``) are a registry ``name`` plus
+that builder's arguments; an override that changes ``name`` *replaces* the block, and the
+arguments are checked against the builder's signature before anything is built.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from depictqa.registry import RegistryError
+
+COMPONENT_KEYS = ("train", "name")
+TRAIN_MODES = ("frozen", "lora", "full")
+
+
+class RecipeError(ValueError):
+    """A recipe that does not validate; the message names the key and the valid choices."""
+
+
+@dataclass
+class ImageSchema:
+    short_side: int = 224
+    max_long_side: int = 672
+    min_size: int = 70
+    crop: Optional[list[float]] = None
+
+
+@dataclass
+class DataSchema:
+    sources: dict[str, Any] = field(default_factory=dict)
+    val: Optional[dict[str, Any]] = None
+    image: ImageSchema = field(default_factory=ImageSchema)
+    batch_size: int = 4
+    max_tokens_per_batch: Optional[int] = None
+    packed: bool = False
+    num_workers: int = 0
+    resampled: bool = True
+    samples_per_epoch: Optional[int] = None
+    shuffle_buffer: int = 0
+    max_skip_rate: float = 0.01
+    val_samples: int = 64
+    tokenizer_samples: int = 2000
+
+
+@dataclass
+class ModelSchema:
+    encoder: dict[str, Any] = field(default_factory=lambda: {"name": "tiny-vit", "train": "full"})
+    projector: dict[str, Any] = field(default_factory=lambda: {"name": "linear", "train": "full"})
+    llm: dict[str, Any] = field(default_factory=dict)
+    template: str = "depictqa-vicuna"
+    encoder_dtype: Optional[str] = None
+
+
+@dataclass
+class OptimSchema:
+    lr: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    weight_decay: float = 1e-3
+    warmup_ratio: float = 0.1
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.0
+    grad_clip: Optional[float] = 1.0
+
+
+@dataclass
+class TrainerSchema:
+    max_steps: int = 1000
+    max_epochs: int = -1
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: Optional[str] = None
+    accumulate_grad_batches: int = 1
+    log_every_n_steps: int = 10
+    val_every_n_steps: Optional[int] = None
+    checkpoint_every_n_steps: int = 500
+    activation_checkpointing: bool = False
+
+
+@dataclass
+class Recipe:
+    seed: int = 0
+    out_dir: str = "runs/depictqa"
+    model: ModelSchema = field(default_factory=ModelSchema)
+    data: DataSchema = field(default_factory=DataSchema)
+    optim: OptimSchema = field(default_factory=OptimSchema)
+    trainer: TrainerSchema = field(default_factory=TrainerSchema)
+    logger: dict[str, Any] = field(default_factory=lambda: {"name": "csv"})
+
+
+CHOICES = {"model.template": ("depictqa-vicuna", "compact", "chat"),
+           "optim.schedule": ("cosine", "linear", "constant"),
+           "trainer.strategy": ("auto", "ddp", "ddp_spawn", "fsdp", "fsdp2", "deepspeed"),
+           "logger.name": ("csv", "wandb", "none")}
+
+
+def _read(path: str | os.PathLike) -> DictConfig:
+    p = Path(path)
+    if not p.is_file():
+        raise RecipeError(f"recipe file not found: {path}")
+    try:
+        cfg = OmegaConf.load(p)
+    except Exception as err:  # yaml errors come in many types
+        raise RecipeError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(cfg, DictConfig):
+        raise RecipeError(f"{path}: a recipe is a mapping, got a list")
+    if "_base_" in cfg:
+        # A recipe may build on another (path relative to itself); the base is merged first.
+        base_path = p.parent / str(cfg.pop("_base_"))
+        cfg = _merge(_read(base_path), cfg)
+    return cfg
+
+
+def _merge(base: DictConfig, overlay: DictConfig) -> DictConfig:
+    """Merge, but an overlay whose component block names another ``name`` replaces the block."""
+    for path in ("model.encoder", "model.projector", "model.llm", "logger"):
+        new = OmegaConf.select(overlay, path)
+        old = OmegaConf.select(base, path)
+        if isinstance(new, DictConfig) and isinstance(old, DictConfig) and "name" in new and new.name != old.get("name"):
+            OmegaConf.update(base, path, OmegaConf.create({}), merge=False)
+    return OmegaConf.merge(base, overlay)
+
+
+def load_recipe(*paths: str | os.PathLike, overrides: Sequence[str] = ()) -> DictConfig:
+    """Load ``base [overlays...]`` then ``key=value`` overrides, validate, return the recipe."""
+    try:
+        cfg = OmegaConf.structured(Recipe)
+        for path in paths:
+            cfg = _merge(cfg, _read(path))
+        for item in overrides:
+            if "=" not in item:
+                raise RecipeError(f"override {item!r} is not key=value")
+            cfg = _merge(cfg, OmegaConf.from_dotlist([item]))
+    except OmegaConfBaseException as err:
+        raise RecipeError(_omegaconf_message(err)) from None
+    validate(cfg)
+    return cfg
+
+
+def _omegaconf_message(err: OmegaConfBaseException) -> str:
+    key = getattr(err, "full_key", None)
+    first = str(err).splitlines()[0]
+    return f"{key}: {first}" if key else first
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check choices and every component block against its builder, without building anything."""
+    from depictqa import encoders, llms, projectors
+
+    for key, valid in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in valid:
+            raise RecipeError(f"{key}: {value!r} is not one of {', '.join(valid)}")
+    for part, registry in (("encoder", encoders.REGISTRY), ("projector", projectors.REGISTRY),
+                           ("llm", llms.REGISTRY)):
+        block = OmegaConf.to_container(cfg.model[part], resolve=True)
+        where = f"model.{part}"
+        if "name" not in block:
+            raise RecipeError(f"{where}.name is missing; valid: {', '.join(registry.list())}")
+        mode = block.get("train", "frozen" if part != "projector" else "full")
+        if mode not in TRAIN_MODES or (mode == "lora" and part != "llm"):
+            valid = TRAIN_MODES if part == "llm" else ("frozen", "full")
+            raise RecipeError(f"{where}.train: {mode!r} is not one of {', '.join(valid)}")
+        kwargs = {k: v for k, v in block.items() if k not in COMPONENT_KEYS}
+        try:
+            registry.check(block["name"], kwargs, where=where)
+        except RegistryError as err:
+            raise RecipeError(str(err)) from None
+        if part == "llm" and mode == "lora" and not block.get("lora"):
+            raise RecipeError("model.llm.train is 'lora' but model.llm.lora is not set (r, alpha, dropout, targets)")
+        for key in ("path", "checkpoint"):
+            value = block.get(key)
+            if isinstance(value, str) and _looks_local(value) and not Path(value).exists():
+                raise RecipeError(f"{where}.{key}: {value} does not exist")
+    for name, source in (cfg.data.sources or {}).items():
+        if not isinstance(source, DictConfig) or "shards" not in source:
+            raise RecipeError(f"data.sources.{name}: needs 'shards' (and optionally 'weight')")
+        unknown = set(source) - {"shards", "weight"}
+        if unknown:
+            raise RecipeError(f"data.sources.{name}: unknown key(s) {', '.join(sorted(unknown))}; valid: shards, weight")
+        if float(source.get("weight", 1.0)) <= 0:
+            raise RecipeError(f"data.sources.{name}.weight must be > 0")
+    crop = cfg.data.image.crop
+    if crop is not None and (len(crop) != 2 or not 0 < crop[0] <= crop[1] <= 1):
+        raise RecipeError("data.image.crop: expected [low, high] with 0 < low <= high <= 1")
+
+
+def _looks_local(value: str) -> bool:
+    # A hub id is "org/name"; anything absolute, relative-dotted or with more parts is a folder.
+    return value.startswith(("/", "./", "../", "~")) or value.count("/") > 1
+
+
+def component(block: DictConfig | dict) -> tuple[str, str, dict[str, Any]]:
+    """A component block -> (name, train mode, builder kwargs)."""
+    data = OmegaConf.to_container(block, resolve=True) if isinstance(block, (DictConfig, ListConfig)) else dict(block)
+    name = data.pop("name")
+    mode = data.pop("train", None)
+    return name, mode, data
+
+
+def save_recipe(cfg: DictConfig, path: str | os.PathLike) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, path, resolve=True)
+
+
+def diff(a: DictConfig, b: DictConfig, ignore: Sequence[str] = ("trainer.max_steps", "out_dir")) -> list[str]:
+    """Human-readable differences between two recipes (dotted keys)."""
+    flat_a, flat_b = _flatten(OmegaConf.to_container(a, resolve=True)), _flatten(OmegaConf.to_container(b, resolve=True))
+    keys = sorted(set(flat_a) | set(flat_b))
+    return [f"{k}: {flat_a.get(k)!r} -> {flat_b.get(k)!r}" for k in keys
+            if flat_a.get(k) != flat_b.get(k) and not any(k.startswith(i) for i in ignore)]
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}

@@ -1,0 +1,118 @@
+"""Batches for the model: padded or packed, built to a token budget.
+
+A *packed* batch is one row holding several samples back to back; position ids restart at every
+sample and ``attention_mask`` is None, which transformers reads as separate sequences (attention
+stays inside each sample). A *padded* batch is the usual right-padded ``[B, L]`` with a mask.
+Either way ``sample_ids`` says which sample each position belongs to (-1 for padding), so
+per-sample losses can be recovered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
+
+import torch
+
+from depictqa.prompts import IGNORE, Encoded
+
+
+@dataclass
+class Item:
+    """One tokenised sample with its prepared images (prompt order, each [3, H, W])."""
+
+    encoded: Encoded
+    pixels: list[torch.Tensor]
+    key: str = ""
+    task: str = ""
+    style: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+
+@dataclass
+class Batch:
+    """``input_ids``, ``image_mask``, ``labels``, ``position_ids``, ``sample_ids``: [R, L];
+    ``attention_mask``: [R, L] or None (packed); ``pixels``: every image in order of appearance."""
+
+    input_ids: torch.Tensor
+    image_mask: torch.Tensor
+    labels: torch.Tensor
+    position_ids: torch.Tensor
+    sample_ids: torch.Tensor
+    attention_mask: torch.Tensor | None
+    pixels: list[torch.Tensor]
+    num_samples: int
+    keys: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+    styles: list[str] = field(default_factory=list)
+    meta: list[dict[str, Any]] = field(default_factory=list)
+
+    def to(self, device: torch.device | str) -> "Batch":
+        move = {k: getattr(self, k).to(device) for k in ("input_ids", "image_mask", "labels", "position_ids",
+                                                         "sample_ids")}
+        mask = None if self.attention_mask is None else self.attention_mask.to(device)
+        return Batch(**move, attention_mask=mask, pixels=[p.to(device) for p in self.pixels],
+                     num_samples=self.num_samples, keys=self.keys, tasks=self.tasks, styles=self.styles,
+                     meta=self.meta)
+
+    @property
+    def padding_fraction(self) -> float:
+        return float((self.sample_ids < 0).float().mean())
+
+
+def collate(items: Sequence[Item], pad_id: int = 0, packed: bool = False) -> Batch:
+    """Items -> one :class:`Batch` (packed: a single row; padded: right-padded rows)."""
+    if not items:
+        raise ValueError("cannot collate an empty batch")
+    rows = [list(range(len(items)))] if packed else [[i] for i in range(len(items))]
+    length = max(sum(len(items[i]) for i in row) for row in rows)
+    shape = (len(rows), length)
+    input_ids = torch.full(shape, pad_id, dtype=torch.long)
+    image_mask = torch.zeros(shape, dtype=torch.bool)
+    labels = torch.full(shape, IGNORE, dtype=torch.long)
+    position_ids = torch.zeros(shape, dtype=torch.long)
+    sample_ids = torch.full(shape, -1, dtype=torch.long)
+    for r, row in enumerate(rows):
+        start = 0
+        for i in row:
+            enc, n = items[i].encoded, len(items[i])
+            span = slice(start, start + n)
+            input_ids[r, span], image_mask[r, span], labels[r, span] = enc.input_ids, enc.image_mask, enc.labels
+            position_ids[r, span] = torch.arange(n)
+            sample_ids[r, span] = i
+            start += n
+    attention_mask = None if packed else (sample_ids >= 0).long()
+    return Batch(input_ids, image_mask, labels, position_ids, sample_ids, attention_mask,
+                 pixels=[p for item in items for p in item.pixels], num_samples=len(items),
+                 keys=[it.key for it in items], tasks=[it.task for it in items],
+                 styles=[it.style for it in items], meta=[it.meta for it in items])
+
+
+def budget_batches(items: Iterable[Item], max_tokens: int, max_samples: int | None = None) -> Iterator[list[Item]]:
+    """Group a stream into lists whose total length stays within ``max_tokens`` (a sample longer
+    than the budget travels alone)."""
+    group: list[Item] = []
+    total = 0
+    for item in items:
+        n = len(item)
+        full = max_samples is not None and len(group) >= max_samples
+        if group and (total + n > max_tokens or full):
+            yield group
+            group, total = [], 0
+        group.append(item)
+        total += n
+    if group:
+        yield group
+
+
+def padding_waste(lengths: Sequence[Sequence[int]], packed: bool) -> float:
+    """Fraction of positions that are padding for batches with these sample lengths."""
+    used = sum(sum(b) for b in lengths)
+    if packed:
+        total = sum(sum(b) for b in lengths)
+    else:
+        total = sum(max(b) * len(b) for b in lengths)
+    return 1.0 - used / total if total else 0.0

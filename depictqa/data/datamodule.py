@@ -1,0 +1,125 @@
+"""DepictQADataModule: the recipe's sources -> mixed, preprocessed, tokenised, batched streams.
+
+Batching happens inside the DataLoader workers: each worker tokenises its samples, groups them
+(fixed ``batch_size``, or a token budget when ``max_tokens_per_batch`` is set) and collates them
+(padded, or packed into one row), so the training process receives ready :class:`Batch` objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from depictqa.data.collate import Batch, Item, budget_batches, collate
+from depictqa.data.schema import Sample
+
+
+def sample_to_item(model: Any, sample: Sample, with_answer: bool = True) -> Item:
+    """Prepared Sample (images are [3, H, W] tensors) -> tokenised Item."""
+    pixels = [sample.images[k] for k in sample.image_order]
+    counts = [model.image_tokens(int(p.shape[-2]), int(p.shape[-1])) for p in pixels]
+    query, answer = sample.conversations[0]["value"], sample.conversations[1]["value"]
+    encoded = model.prompts.encode(sample.task, sample.reference, query, answer if with_answer else None, counts)
+    return Item(encoded, pixels, key=sample.key, task=sample.task, style=sample.style, meta=sample.meta)
+
+
+class BatchedStream(IterableDataset):
+    """Groups and collates a stream of Items; ``skip`` drops the first batches (resume)."""
+
+    def __init__(self, items: IterableDataset, pad_id: int, batch_size: int, max_tokens: int | None,
+                 packed: bool, skip: int = 0) -> None:
+        self.items, self.pad_id, self.batch_size = items, pad_id, batch_size
+        self.max_tokens, self.packed, self.skip = max_tokens, packed, skip
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.items, "set_epoch"):
+            self.items.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        workers, wid = (info.num_workers, info.id) if info else (1, 0)
+        # The DataLoader takes batches from workers round-robin; drop this worker's share of the
+        # first `skip` batches so a resumed run sees exactly the batches it would have seen.
+        to_skip = self.skip // workers + (1 if wid < self.skip % workers else 0)
+        groups = (budget_batches(self.items, self.max_tokens, self.batch_size) if self.max_tokens
+                  else _fixed(self.items, self.batch_size))
+        for i, group in enumerate(groups):
+            if i >= to_skip:
+                yield collate(group, pad_id=self.pad_id, packed=self.packed)
+
+
+def _fixed(items: Any, size: int) -> Iterator[list[Item]]:
+    group: list[Item] = []
+    for item in items:
+        group.append(item)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+class DepictQADataModule(L.LightningDataModule):
+    def __init__(self, recipe: DictConfig, model: Any, skip_batches: int = 0) -> None:
+        super().__init__()
+        self.recipe, self.model, self.skip_batches = recipe, model, skip_batches
+        self._train: BatchedStream | None = None
+
+    def _image_cfg(self) -> Any:
+        from depictqa.data.images import ImageConfig
+
+        img = self.recipe.data.image
+        enc = self.model.encoder
+        return ImageConfig(short_side=img.short_side, max_long_side=img.max_long_side, min_size=img.min_size,
+                           crop=tuple(img.crop) if img.crop else None, mean=tuple(enc.mean), std=tuple(enc.std))
+
+    def _stream(self, sources: dict[str, Any], train: bool, samples: int | None) -> BatchedStream:
+        from depictqa.data.mixer import MixedSampleStream, SourceSpec
+
+        d = self.recipe.data
+        specs = [SourceSpec(name, OmegaConf.to_container(s.shards) if OmegaConf.is_list(s.shards) else s.shards,
+                            float(s.get("weight", 1.0))) for name, s in sources.items()]
+        model = self.model
+        stream = MixedSampleStream(specs, self._image_cfg(), model.patch_size, seed=self.recipe.seed, train=train,
+                                   resampled=d.resampled if train else False, samples_per_epoch=samples,
+                                   transform=lambda s: sample_to_item(model, s), max_skip_rate=d.max_skip_rate,
+                                   shuffle_buffer=d.shuffle_buffer if train else 0)
+        return BatchedStream(stream, model.tokenizer.pad_token_id or 0, d.batch_size, d.max_tokens_per_batch,
+                             d.packed, skip=self.skip_batches if train else 0)
+
+    def train_dataloader(self) -> DataLoader:
+        d = self.recipe.data
+        if not d.sources:
+            raise ValueError("data.sources is empty: name at least one source {shards: ..., weight: ...}")
+        self._train = self._stream(dict(d.sources), True, d.samples_per_epoch)
+        return DataLoader(self._train, batch_size=None, num_workers=d.num_workers,
+                          persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+    def val_dataloader(self) -> DataLoader | list:
+        d = self.recipe.data
+        if not d.val:
+            return []
+        stream = self._stream({"val": d.val}, False, None)
+        return DataLoader(_Limited(stream, d.val_samples, d.batch_size), batch_size=None, num_workers=0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed the training stream for ``epoch`` (called by the fit loop's EpochSeeder callback)."""
+        if self._train is not None:
+            self._train.set_epoch(epoch)
+
+
+class _Limited(IterableDataset):
+    """The first ``samples`` samples of a stream (validation runs on a fixed held-out slice)."""
+
+    def __init__(self, stream: BatchedStream, samples: int, batch_size: int) -> None:
+        self.stream, self.batches = stream, max(1, -(-samples // max(1, batch_size)))
+
+    def __iter__(self) -> Iterator[Batch]:
+        for i, batch in enumerate(self.stream):
+            if i >= self.batches:
+                return
+            yield batch

@@ -1,0 +1,123 @@
+"""Any Hugging Face causal LM (``AutoModelForCausalLM``), optionally LoRA-tuned with PEFT.
+
+From a local folder or hub id (``path``), or built from a config dict with random weights
+(``config``: from-scratch tiny models and tests). The LM head is applied only where a caller asks
+(:meth:`HFLanguageModel.logits`), so training computes vocabulary logits at answer positions only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from depictqa.llms.tokenizers import load_tokenizer, train_bpe
+
+
+class HFLanguageModel(nn.Module):
+    def __init__(self, model: nn.Module, tokenizer: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.hidden_size: int = self._base().config.hidden_size
+
+    def _base(self) -> nn.Module:
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+
+    @property
+    def is_lora(self) -> bool:
+        return hasattr(self.model, "peft_config")
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """[B, L] -> [B, L, hidden]"""
+        return self._base().get_input_embeddings()(ids)
+
+    def hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
+               position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, L, hidden] -> last hidden states [B, L, hidden].
+
+        With ``attention_mask=None`` and restarting ``position_ids``, transformers treats a row as
+        several packed sequences and keeps attention inside each one.
+        """
+        out = self._base().get_decoder()(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                          position_ids=position_ids, use_cache=False)
+        return out.last_hidden_state
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[..., hidden] -> [..., vocab]"""
+        return self._base().get_output_embeddings()(hidden)
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, **kwargs: Any) -> Any:
+        return self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                          position_ids=position_ids, **kwargs)
+
+    def generate(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Any:
+        kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
+        kwargs.setdefault("eos_token_id", self.tokenizer.eos_token_id)
+        return self.model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+
+    def wrap_classes(self) -> set[type[nn.Module]]:
+        return {type(self._base().get_decoder().layers[0])}
+
+
+def build_hf(path: str | None = None, config: dict[str, Any] | None = None,
+             tokenizer: str | dict[str, Any] | None = None, lora: dict[str, Any] | None = None,
+             attn_implementation: str = "sdpa", dtype: str = "float32", gradient_checkpointing: bool = False,
+             trust_remote_code: bool = False, texts: Iterable[str] | None = None) -> HFLanguageModel:
+    """Hugging Face causal LM from ``path`` (folder or hub id) or ``config`` (random weights).
+
+    ``tokenizer``: a folder/hub id, ``{"train": {"vocab_size": N}}`` to train a BPE on ``texts``
+    (supplied by the library), or None for ``path``'s own. ``lora``: ``{r, alpha, dropout, targets}``.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    tok = _tokenizer(path, tokenizer, texts)
+    torch_dtype = getattr(torch, dtype)
+    if path is not None:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, attn_implementation=attn_implementation,
+                                                     trust_remote_code=trust_remote_code)
+    elif config is not None:
+        cfg = dict(config)
+        model_type = cfg.pop("model_type", "llama")
+        cfg.setdefault("vocab_size", len(tok))
+        cfg.update(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        hf_config = AutoConfig.for_model(model_type, **cfg)
+        hf_config._attn_implementation = attn_implementation
+        model = AutoModelForCausalLM.from_config(hf_config, dtype=torch_dtype)
+    else:
+        raise ValueError("llm 'hf' needs 'path' (a folder or hub id) or 'config'")
+    if model.get_input_embeddings().weight.shape[0] < len(tok):
+        model.resize_token_embeddings(len(tok))
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if lora:
+        model = _apply_lora(model, **lora)
+    return HFLanguageModel(model, tok)
+
+
+def _tokenizer(path: str | None, spec: str | dict[str, Any] | None, texts: Iterable[str] | None) -> Any:
+    if isinstance(spec, str):
+        return load_tokenizer(spec)
+    if spec is None:
+        if path is None:
+            raise ValueError("llm 'hf' built from 'config' needs a 'tokenizer' (a folder or {train: {...}})")
+        return load_tokenizer(path)
+    if "train" in spec:
+        if texts is None:
+            raise ValueError("llm.tokenizer.train needs texts to train on (the data's conversations)")
+        return train_bpe(texts, **dict(spec["train"]))
+    if "path" in spec:
+        return load_tokenizer(spec["path"])
+    raise ValueError(f"llm.tokenizer: expected a path or {{train: ...}}, got keys {sorted(spec)}")
+
+
+def _apply_lora(model: nn.Module, r: int = 16, alpha: int = 16, dropout: float = 0.05,
+                targets: list[str] | None = None) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                        target_modules=list(targets or ["q_proj", "k_proj", "v_proj", "o_proj"]),
+                        task_type="CAUSAL_LM")
+    return get_peft_model(model, config)

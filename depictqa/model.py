@@ -1,0 +1,132 @@
+"""DepictQAModel: vision encoder + projector + causal LM, as a plain ``nn.Module``.
+
+Images are encoded (grouped by size so each group is one encoder batch), projected to the LLM's
+width and scattered into the ``image_mask`` positions of the embedded prompt. The loss is the
+cross-entropy of answer tokens only, and the LM head runs only at those positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from depictqa.data.collate import Batch
+from depictqa.prompts import IGNORE, PromptBuilder
+
+
+@dataclass
+class Output:
+    """``loss``: mean over answer tokens; ``sample_loss``/``sample_tokens``: [num_samples]."""
+
+    loss: torch.Tensor
+    sample_loss: torch.Tensor
+    sample_tokens: torch.Tensor
+    correct: torch.Tensor
+    tokens: torch.Tensor
+
+
+class DepictQAModel(nn.Module):
+    def __init__(self, encoder: nn.Module, projector: nn.Module, llm: nn.Module, template: str = "depictqa-vicuna",
+                 train_encoder: bool = False, encoder_dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.encoder, self.projector, self.llm = encoder, projector, llm
+        self.prompts = PromptBuilder(llm.tokenizer, template)
+        self.train_encoder = train_encoder
+        self.encoder_dtype = encoder_dtype
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.llm.tokenizer
+
+    @property
+    def patch_size(self) -> int:
+        return self.encoder.patch_size
+
+    def image_tokens(self, height: int, width: int) -> int:
+        """How many LLM positions an image of this (padded) size takes."""
+        return self.projector.num_tokens((height // self.patch_size) * (width // self.patch_size))
+
+    def encode_images(self, pixels: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``pixels``: list of [3, H, W] -> list of [M_i, hidden] (same order)."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, p in enumerate(pixels):
+            groups.setdefault(tuple(p.shape[-2:]), []).append(i)
+        out: list[torch.Tensor | None] = [None] * len(pixels)
+        # A frozen encoder runs without autograd (and in its own dtype): no activations kept.
+        grad = torch.enable_grad() if (self.train_encoder and self.training) else torch.no_grad()
+        for idx in groups.values():
+            stacked = torch.stack([pixels[i] for i in idx])
+            if self.encoder_dtype is not None:
+                stacked = stacked.to(self.encoder_dtype)
+            with grad:
+                feats = self.encoder(stacked)
+            proj_dtype = next(self.projector.parameters()).dtype
+            tokens = self.projector(feats.to(proj_dtype))
+            for j, i in enumerate(idx):
+                out[i] = tokens[j]
+        return out  # type: ignore[return-value]
+
+    def embed(self, batch: Batch) -> torch.Tensor:
+        """[R, L] ids + images -> [R, L, hidden] input embeddings."""
+        embeds = self.llm.embed(batch.input_ids)
+        if batch.pixels:
+            image_tokens = torch.cat(self.encode_images(batch.pixels)).to(embeds.dtype)
+            n_slots = int(batch.image_mask.sum())
+            if image_tokens.shape[0] != n_slots:
+                raise ValueError(f"the prompt has {n_slots} image positions but the images gave "
+                                 f"{image_tokens.shape[0]} tokens (image sizes changed after encoding?)")
+            embeds = embeds.masked_scatter(batch.image_mask.unsqueeze(-1), image_tokens)
+        return embeds
+
+    def forward(self, batch: Batch) -> Output:
+        embeds = self.embed(batch)
+        hidden = self.llm.hidden(embeds, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+        # Position t predicts token t+1; keep only positions whose next token is an answer token.
+        targets = batch.labels[:, 1:]
+        keep = targets != IGNORE
+        logits = self.llm.logits(hidden[:, :-1][keep]).float()
+        target = targets[keep]
+        token_loss = F.cross_entropy(logits, target, reduction="none")
+        owner = batch.sample_ids[:, 1:][keep]
+        n = batch.num_samples
+        sample_loss = torch.zeros(n, device=logits.device).index_add(0, owner, token_loss)
+        sample_tokens = torch.zeros(n, device=logits.device).index_add(0, owner, torch.ones_like(token_loss))
+        tokens = keep.sum()
+        loss = token_loss.sum() / tokens.clamp(min=1)
+        correct = (logits.argmax(-1) == target).sum()
+        return Output(loss, sample_loss / sample_tokens.clamp(min=1), sample_tokens, correct, tokens)
+
+    @torch.no_grad()
+    def generate(self, batch: Batch, max_new_tokens: int = 64, **kwargs: Any) -> Any:
+        """Generate answers for a *left-padded* prompt-only batch (see ``depictqa.infer``).
+
+        Returns what ``transformers.generate`` returns (new tokens only when given embeddings).
+        """
+        embeds = self.embed(batch)
+        kwargs.setdefault("do_sample", False)
+        return self.llm.generate(inputs_embeds=embeds, attention_mask=batch.attention_mask,
+                                 max_new_tokens=max_new_tokens, **kwargs)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Trainable weights outside the LoRA adapter (projector, trainable encoder/LLM parts)."""
+        lora = getattr(self.llm, "is_lora", False)
+        out = {}
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            if lora and name.startswith("llm.") and "lora_" in name:
+                continue  # saved as a PEFT adapter folder instead
+            out[name] = param.detach()
+        return out
+
+    def parameter_counts(self) -> dict[str, tuple[int, int]]:
+        """part -> (total, trainable)."""
+        counts = {}
+        for part in ("encoder", "projector", "llm"):
+            params = list(getattr(self, part).parameters())
+            counts[part] = (sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
+        return counts

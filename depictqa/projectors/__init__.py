@@ -1,0 +1,19 @@
+"""Projectors: ``linear``, ``mlp``, ``abstractor``; register your own with ``@register(name)``."""
+
+from depictqa.projectors.abstractor import build_abstractor
+from depictqa.projectors.base import Projector
+from depictqa.projectors.linear import build_linear
+from depictqa.projectors.mlp import build_mlp
+from depictqa.registry import Registry
+
+REGISTRY = Registry("projector", injected=("in_dim", "out_dim"))
+register = REGISTRY.register
+build = REGISTRY.build
+list = REGISTRY.list  # noqa: A001 - the registry verb
+describe = REGISTRY.describe
+
+register("linear", "one linear layer per token (DepictQA v1)")(build_linear)
+register("mlp", "2-layer GELU MLP per token (LLaVA-1.5 style)")(build_mlp)
+register("abstractor", "learned queries cross-attending to each image -> fixed number of tokens")(build_abstractor)
+
+__all__ = ["Projector", "REGISTRY", "register", "build", "list", "describe"]

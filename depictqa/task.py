@@ -1,0 +1,79 @@
+"""DepictQATask: the thin LightningModule around :class:`~depictqa.model.DepictQAModel`.
+
+Optimiser (AdamW), warmup + cosine/linear schedule, logging of loss and answer-token accuracy, and
+loading of a resumed run's optimiser and loop state (see :mod:`depictqa.callbacks`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+
+from depictqa.data.collate import Batch
+from depictqa.model import DepictQAModel
+
+
+def lr_lambda(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    decay = 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
+    return min_ratio + (1 - min_ratio) * decay
+
+
+class DepictQATask(L.LightningModule):
+    def __init__(self, model: DepictQAModel, recipe: DictConfig, resume_state: tuple | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.recipe = recipe
+        self._resume_state = resume_state
+        self.validators: list[Any] = []  # callables (task, batch) -> dict of metrics, see depictqa.eval
+
+    def forward(self, batch: Batch) -> Any:
+        return self.model(batch)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        out = self.model(batch)
+        bs = batch.num_samples
+        self.log("train/loss", out.loss, prog_bar=True, batch_size=bs)
+        self.log("train/token_acc", out.correct.float() / out.tokens.clamp(min=1), batch_size=bs)
+        self.log("train/answer_tokens", out.tokens.float(), reduce_fx="sum", batch_size=bs)
+        return out.loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        out = self.model(batch)
+        bs = batch.num_samples
+        self.log("val/loss", out.loss, prog_bar=True, batch_size=bs, sync_dist=True)
+        self.log("val/token_acc", out.correct.float() / out.tokens.clamp(min=1), batch_size=bs, sync_dist=True)
+        for validator in self.validators:
+            for name, value in validator(self, batch).items():
+                self.log(f"val/{name}", value, batch_size=bs, sync_dist=True)
+
+    def configure_optimizers(self) -> Any:
+        o = self.recipe.optim
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                # Norm weights and biases are not decayed (standard transformer practice).
+                (no_decay if p.ndim < 2 else decay).append(p)
+        groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=o.lr, betas=tuple(o.betas))
+        total = int(self.recipe.trainer.max_steps)
+        warmup = int(o.warmup_ratio * total)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: lr_lambda(s, total, warmup, o.schedule, o.min_lr_ratio))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        if self._resume_state is None:
+            return
+        from depictqa.callbacks import restore_training_state
+
+        restore_training_state(self.trainer, *self._resume_state)
+        self._resume_state = None

@@ -1,0 +1,100 @@
+"""``fit``: recipe -> trained checkpoint, the function behind ``depictqa fit`` and the demo."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from depictqa.config import RecipeError, diff, save_recipe
+
+log = logging.getLogger("depictqa")
+
+
+def _tokenizer_texts(recipe: DictConfig) -> Iterable[str] | None:
+    spec = recipe.model.llm.get("tokenizer")
+    if not (OmegaConf.is_dict(spec) and "train" in spec):
+        return None
+    from depictqa.data.mixer import SourceSpec, iter_texts
+
+    specs = [SourceSpec(n, OmegaConf.to_container(s.shards) if OmegaConf.is_list(s.shards) else s.shards,
+                        float(s.get("weight", 1.0))) for n, s in recipe.data.sources.items()]
+    texts = list(iter_texts(specs, recipe.data.tokenizer_samples))
+    if not texts:
+        raise RecipeError("model.llm.tokenizer.train: the data sources hold no text to train a tokenizer on")
+    return texts
+
+
+def make_logger(recipe: DictConfig) -> Any:
+    block = OmegaConf.to_container(recipe.logger, resolve=True)
+    name = block.pop("name")
+    save_dir = block.pop("save_dir", recipe.out_dir)
+    if name == "none":
+        return False
+    if name == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        return CSVLogger(save_dir=save_dir, name="logs", **block)
+    from lightning.pytorch.loggers import WandbLogger  # imports wandb: only when asked for
+
+    logger = WandbLogger(save_dir=save_dir, **block)
+    logger.log_hyperparams(OmegaConf.to_container(recipe, resolve=True))
+    return logger
+
+
+def make_trainer(recipe: DictConfig, model: torch.nn.Module, callbacks: Sequence[Any] = ()) -> Any:
+    import lightning as L
+
+    from depictqa.callbacks import DepictQACheckpoint, EpochSeeder
+    from depictqa.strategies import make_strategy, precision_for
+
+    t = recipe.trainer
+    ckpt = DepictQACheckpoint(Path(recipe.out_dir) / "checkpoints", every_n_steps=t.checkpoint_every_n_steps)
+    has_val = bool(recipe.data.val)
+    return L.Trainer(
+        max_steps=t.max_steps, max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices,
+        num_nodes=t.num_nodes, strategy=make_strategy(recipe, model), precision=precision_for(recipe),
+        accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
+        gradient_clip_val=recipe.optim.grad_clip if recipe.trainer.strategy not in ("fsdp", "fsdp2") else None,
+        val_check_interval=t.val_every_n_steps if has_val and t.val_every_n_steps else None,
+        check_val_every_n_epoch=None if has_val and t.val_every_n_steps else 1,
+        limit_val_batches=None if has_val else 0, num_sanity_val_steps=0,
+        logger=make_logger(recipe), callbacks=[ckpt, EpochSeeder(), *callbacks],
+        enable_checkpointing=False, default_root_dir=recipe.out_dir, use_distributed_sampler=False)
+
+
+def fit(recipe: DictConfig, resume: str | Path | None = None, callbacks: Sequence[Any] = ()) -> Path:
+    """Train; returns the final checkpoint directory (``out_dir/checkpoints/last``)."""
+    import lightning as L
+
+    from depictqa.build import build_model
+    from depictqa.checkpoint import TOKENIZER, load_state, load_trainable, recipe_of
+    from depictqa.data.datamodule import DepictQADataModule
+    from depictqa.task import DepictQATask
+
+    resume_state = None
+    build_recipe = recipe
+    if resume is not None:
+        changes = diff(recipe_of(resume), recipe)
+        if changes:
+            raise RecipeError(f"--resume {resume}: the recipe differs from the run's:\n  " + "\n  ".join(changes))
+        resume_state = load_state(resume)
+        tok = Path(resume) / TOKENIZER
+        if tok.is_dir():
+            build_recipe = OmegaConf.merge(recipe, {"model": {"llm": {"tokenizer": str(tok.resolve())}}})
+    L.seed_everything(recipe.seed, workers=True, verbose=False)
+    texts = _tokenizer_texts(build_recipe)
+    model = build_model(build_recipe, texts=texts)
+    if resume is not None:
+        load_trainable(model, Path(resume))
+    out = Path(recipe.out_dir)
+    save_recipe(recipe, out / "recipe.yaml")
+    task = DepictQATask(model, recipe, resume_state=resume_state)
+    skip = resume_state[1]["global_step"] * recipe.trainer.accumulate_grad_batches if resume_state else 0
+    datamodule = DepictQADataModule(recipe, model, skip_batches=skip)
+    trainer = make_trainer(recipe, model, callbacks)
+    trainer.fit(task, datamodule=datamodule)
+    return out / "checkpoints" / "last"
