@@ -49,5 +49,9 @@ def build_model(recipe: DictConfig, texts: Iterable[str] | None = None) -> Depic
     enc_dtype = getattr(torch, recipe.model.encoder_dtype) if recipe.model.encoder_dtype else None
     if enc_dtype is not None and (enc_mode or "frozen") == "frozen":
         encoder.to(enc_dtype)
-    return DepictQAModel(encoder, projector, llm, template=recipe.model.template,
-                         train_encoder=(enc_mode == "full"), encoder_dtype=enc_dtype)
+    model = DepictQAModel(encoder, projector, llm, template=recipe.model.template,
+                          train_encoder=(enc_mode == "full"), encoder_dtype=enc_dtype)
+    # Parts with random initial weights cannot be rebuilt from a path: checkpoints keep all of them.
+    model.random_parts = {part for part, kwargs in (("encoder", enc_kwargs), ("llm", llm_kwargs))
+                          if not (kwargs.get("path") or kwargs.get("checkpoint") or kwargs.get("pretrained"))}
+    return model

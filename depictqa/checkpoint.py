@@ -74,7 +74,7 @@ def load_trainable(model: DepictQAModel, ckpt: Path) -> None:
     from safetensors.torch import load_file
 
     weights = load_file(str(ckpt / WEIGHTS))
-    missing = set(model.trainable_state_dict()) - set(weights)
+    missing = set(model.trainable_state_dict()) - set(weights) - _lora_names(model)
     if missing:
         raise CheckpointError(f"{ckpt}: {WEIGHTS} lacks {len(missing)} trainable tensor(s), e.g. {sorted(missing)[0]}")
     model.load_state_dict(weights, strict=False)
@@ -88,6 +88,10 @@ def load_trainable(model: DepictQAModel, ckpt: Path) -> None:
         unexpected = getattr(result, "unexpected_keys", [])
         if unexpected:
             raise CheckpointError(f"{adapter}: adapter keys do not fit the model, e.g. {unexpected[0]}")
+
+
+def _lora_names(model: DepictQAModel) -> set[str]:
+    return {n for n, _ in model.named_parameters() if "lora_" in n}
 
 
 def save_state(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:

@@ -37,6 +37,7 @@ class DepictQAModel(nn.Module):
         self.prompts = PromptBuilder(llm.tokenizer, template)
         self.train_encoder = train_encoder
         self.encoder_dtype = encoder_dtype
+        self.random_parts: set[str] = set()  # parts whose frozen weights a checkpoint must also keep
 
     @property
     def tokenizer(self) -> Any:
@@ -112,11 +113,12 @@ class DepictQAModel(nn.Module):
                                  max_new_tokens=max_new_tokens, **kwargs)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Trainable weights outside the LoRA adapter (projector, trainable encoder/LLM parts)."""
+        """Weights a checkpoint holds besides the LoRA adapter: trainable ones (projector, trained
+        encoder/LLM parts) and every weight of a part that was randomly initialised."""
         lora = getattr(self.llm, "is_lora", False)
         out = {}
         for name, param in self.named_parameters():
-            if not param.requires_grad:
+            if not param.requires_grad and name.split(".", 1)[0] not in self.random_parts:
                 continue
             if lora and name.startswith("llm.") and "lora_" in name:
                 continue  # saved as a PEFT adapter folder instead

@@ -18,8 +18,14 @@ from depictqa.encoders.base import CLIP_MEAN, CLIP_STD
 class CLIPEncoder(nn.Module):
     def __init__(self, model: nn.Module, layer: int = -1) -> None:
         super().__init__()
+        vision = getattr(model, "vision_model", model)  # transformers 5 flattened the wrapper
+        # Layers after the chosen one and the final norm never reach the output: drop them, so they
+        # cost no compute and a trainable encoder has no parameters without gradients.
+        keep = layer % len(vision.encoder.layers) + 1
+        vision.encoder.layers = vision.encoder.layers[:keep]
+        vision.post_layernorm = nn.Identity()
         self.model = model
-        self.layer = layer
+        self.layer = -1
         cfg = model.config
         self.embed_dim: int = cfg.hidden_size
         self.patch_size: int = cfg.patch_size
@@ -33,7 +39,7 @@ class CLIPEncoder(nn.Module):
         return out.hidden_states[self.layer][:, 1:]
 
     def wrap_classes(self) -> set[type[nn.Module]]:
-        return {type(self.model.vision_model.encoder.layers[0])}
+        return {type(getattr(self.model, "vision_model", self.model).encoder.layers[0])}
 
 
 def build_clip(path: str | None = None, config: dict[str, Any] | None = None, layer: int = -1,

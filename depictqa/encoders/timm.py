@@ -18,6 +18,9 @@ class TimmEncoder(nn.Module):
         n_layers = len(model.feature_info) if hasattr(model, "feature_info") else None
         self._index = [layer % n_layers] if n_layers else [layer]
         info = model.feature_info[self._index[0]]
+        if hasattr(model, "prune_intermediate_layers"):
+            # Blocks after the chosen one, the final norm and the head never reach the output.
+            model.prune_intermediate_layers(self._index, prune_norm=True, prune_head=True)
         self.embed_dim: int = info["num_chs"]
         self.patch_size: int = info["reduction"]
         cfg = getattr(model, "pretrained_cfg", {}) or {}
