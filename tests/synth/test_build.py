@@ -1,0 +1,101 @@
+"""End-to-end: the synth CLI writes readable shards, test metas disjoint from training, a manifest."""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from depictqa.cli import main
+from depictqa.data.shards import iter_shard_samples
+from depictqa.synth import answers as A
+from depictqa.synth import quality as Q
+from depictqa.synth.build import build_dataset
+from depictqa.synth.samples import Config, Kind, make_record
+from depictqa.synth.sources import TEST_SPLIT, embedded_images, folder_images
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    rc = main(["synth", "--out", str(out), "--samples", "160", "--test-samples", "28", "--size", "64",
+               "--workers", "2", "--seed", "5"])
+    assert rc == 0
+    return out
+
+
+def _samples(out: Path):
+    urls = sorted(glob.glob(str(out / "*" / "*.tar")))
+    assert urls
+    return [s for s in iter_shard_samples(urls)]
+
+
+def test_shards_readable_and_answers_match_meta(built):
+    samples = _samples(built)
+    manifest = json.loads((built / "manifest.json").read_text())
+    assert len(samples) == manifest["samples"] == 160
+    for s in samples:
+        q, a = s.conversations[0]["value"], s.conversations[1]["value"]
+        m = s.meta
+        assert "<Img" not in q
+        if s.style == "single":
+            assert q.endswith(" Answer the question using a single word or phrase.")
+        if s.task == "assess":
+            cats = [d["category"] for d in m["distortions"]]
+            got = {"single": lambda: Q.parse_label(a), "brief": lambda: Q.parse_phrases(a),
+                   "detail": lambda: Q.parse_phrases(a), "level": lambda: cats}[s.style]()
+            assert got == cats, (a, m)
+            if s.style == "level":
+                assert a == m["level"] == Q.level(Q.quality(m["distortions"]))
+        elif s.task == "compare":
+            assert m["A_better_B"] == (Q.quality(m["distortions_A"]) > Q.quality(m["distortions_B"]))
+            assert A.parse_winner(a) == ("A" if m["A_better_B"] else "B")
+        assert m["source"]["split"] == "train"
+
+
+def test_test_metas_disjoint_and_official_format(built):
+    train_boxes = {}
+    for s in _samples(built):
+        train_boxes.setdefault(s.meta["source"]["id"], []).append(s.meta["source"]["box"])
+    files = sorted((built / "test").glob("*.json"))
+    assert {"quality_single_A_noref_single.json", "quality_single_A_single.json",
+            "quality_compare_noref_single.json", "quality_compare_single.json"} <= {f.name for f in files}
+    n = 0
+    for f in files:
+        for e in json.loads(f.read_text()):
+            n += 1
+            assert {"id", "image_ref", "image_A", "image_B", "query", "answer", "task"} <= set(e)
+            assert (built / "test" / e["image_A"]).is_file()
+            assert (e["image_ref"] is None) == f.name.startswith(("quality_single_A_noref", "quality_compare_noref"))
+            x0, y0, x1, y1 = e["source"]["box"]
+            for a0, b0, a1, b1 in train_boxes.get(e["source"]["id"], []):
+                assert not (x0 < a1 and a0 < x1 and y0 < b1 and b0 < y1)
+    assert n == 28
+
+
+def test_clean_rate_and_determinism_across_workers(tmp_path):
+    cfg = Config(seed=0, size=48, clean_rate=0.3)
+    photos = embedded_images()
+    kind = Kind("assess", "single", False)
+    clean = sum(make_record(i, kind, cfg, "train", photos)["meta"]["distortions"] == [] for i in range(200))
+    assert 0.2 < clean / 200 < 0.4
+    m1 = build_dataset(tmp_path / "w1", samples=40, size=48, workers=1, seed=9)
+    m2 = build_dataset(tmp_path / "w2", samples=40, size=48, workers=2, seed=9)
+    assert m1["counts"] == m2["counts"]
+    s1, s2 = _samples(tmp_path / "w1"), _samples(tmp_path / "w2")
+    assert [(s.key, s.conversations, s.images["a"] if "a" in s.images else s.images["img"]) for s in s1] == \
+           [(s.key, s.conversations, s.images["a"] if "a" in s.images else s.images["img"]) for s in s2]
+
+
+def test_user_images_folder_skips_bad_files(tmp_path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)).save(tmp_path / "ok.png")
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "tiny.png")
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    images, skipped = folder_images(tmp_path)
+    assert [i.id for i in images] == ["user/ok.png"]
+    assert len(skipped) == 2 and any("tiny" in s for s in skipped) and any("broken" in s for s in skipped)
+    assert 0 < TEST_SPLIT < 1
