@@ -1,0 +1,132 @@
+"""Full-reference score baselines on the compare pairs: PSNR, SSIM, MS-SSIM, VIF, UQI.
+
+Each metric scores A and B against the reference and picks the better one, which gives the
+2AFC-style rating accuracy the DepictQA papers compare against. All come from torchmetrics and
+need no downloaded weights (LPIPS and DISTS do, so they are not offered offline). A metric that
+cannot run on an image size (MS-SSIM under ~161 px, VIF under 41 px) is skipped with a note.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from depictqa.eval.records import image_path, task_kind
+
+# name -> (metric(preds, target) -> tensor, higher is better)
+def _metrics() -> dict[str, tuple[Callable[..., Any], bool]]:
+    from torchmetrics.functional.image import (
+        multiscale_structural_similarity_index_measure as ms_ssim,
+        peak_signal_noise_ratio as psnr,
+        structural_similarity_index_measure as ssim,
+        universal_image_quality_index as uqi,
+        visual_information_fidelity as vif,
+    )
+
+    return {
+        "PSNR": (lambda p, t: psnr(p, t, data_range=1.0), True),
+        "SSIM": (lambda p, t: ssim(p, t, data_range=1.0), True),
+        "MS-SSIM": (lambda p, t: ms_ssim(p, t, data_range=1.0), True),
+        "VIF": (lambda p, t: vif(p, t), True),
+        "UQI": (lambda p, t: uqi(p, t), True),
+    }
+
+
+BASELINES: tuple[str, ...] = ("PSNR", "SSIM", "MS-SSIM", "VIF", "UQI")
+
+
+def _tensor(image: Any) -> Any:
+    """Path, PIL image or HxWx3 uint8 / float array -> float64 tensor ``[1, 3, H, W]`` in [0, 1]."""
+    import torch
+    from PIL import Image
+
+    if isinstance(image, (str, Path)):
+        image = Image.open(image).convert("RGB")
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, -1)
+    arr = arr.astype(np.float64) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float64)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
+
+
+def pair_scores(ref: Any, a: Any, b: Any,
+                names: Sequence[str] = BASELINES) -> dict[str, tuple[float, float] | str]:
+    """Score A and B against the reference with each metric.
+
+    Returns ``{name: (score_a, score_b)}``, or ``{name: reason}`` where a metric could not run.
+    """
+    r, ta, tb = _tensor(ref), _tensor(a), _tensor(b)
+    if ta.shape != r.shape or tb.shape != r.shape:
+        return {n: f"size mismatch {tuple(r.shape[-2:])} vs {tuple(ta.shape[-2:])}/"
+                   f"{tuple(tb.shape[-2:])}" for n in names}
+    table = _metrics()
+    out: dict[str, tuple[float, float] | str] = {}
+    for name in names:
+        fn, _ = table[name]
+        try:
+            out[name] = (float(fn(ta, r)), float(fn(tb, r)))
+        except (ValueError, RuntimeError) as err:
+            out[name] = str(err).splitlines()[0]
+    return out
+
+
+def pair_choice(ref: Any, a: Any, b: Any,
+                names: Sequence[str] = BASELINES) -> dict[str, str | None]:
+    """Each metric's pick, ``"A"`` or ``"B"`` (``None``: tie or the metric could not run)."""
+    table = _metrics()
+    picks: dict[str, str | None] = {}
+    for name, s in pair_scores(ref, a, b, names).items():
+        if isinstance(s, str) or s[0] == s[1]:
+            picks[name] = None
+            continue
+        higher = table[name][1]
+        picks[name] = "A" if (s[0] > s[1]) == higher else "B"
+    return picks
+
+
+def run_baselines(gt_records: Sequence[dict[str, Any]], root: str | Path | None = None,
+                  names: Sequence[str] = BASELINES) -> dict[str, Any]:
+    """Rating accuracy of each baseline over FR compare records with a known ``A_better_B``.
+
+    A tie earns half a point (what a coin flip would); a metric that cannot run on a pair leaves
+    it out of that metric's count and the reason is noted. NR pairs are skipped and counted.
+    """
+    credit = {n: 0.0 for n in names}
+    counted = {n: 0 for n in names}
+    notes: dict[str, set[str]] = {n: set() for n in names}
+    skipped_nr = skipped_other = 0
+    for rec in gt_records:
+        if task_kind(rec) != "compare" or rec.get("A_better_B") is None:
+            skipped_other += task_kind(rec) == "compare"
+            continue
+        if not rec.get("image_ref"):
+            skipped_nr += 1
+            continue
+        if root is not None:
+            rec = {**rec, "_root": str(root)}
+        ref, a, b = (image_path(rec, k) for k in ("image_ref", "image_A", "image_B"))
+        truth = "A" if rec["A_better_B"] else "B"
+        for name, s in pair_scores(ref, a, b, names).items():
+            if isinstance(s, str):
+                notes[name].add(s)
+                continue
+            counted[name] += 1
+            if s[0] == s[1]:
+                credit[name] += 0.5
+            elif ("A" if s[0] > s[1] else "B") == truth:
+                credit[name] += 1.0
+    return {"accuracy": {n: credit[n] / counted[n] if counted[n] else float("nan") for n in names},
+            "n_pairs": counted, "n_nr_skipped": skipped_nr, "n_ties_skipped": skipped_other,
+            "notes": {n: sorted(v) for n, v in notes.items() if v}}
+
+
+def rating_baselines(gt_records: Sequence[dict[str, Any]],
+                     root: str | Path | None = None) -> dict[str, float]:
+    """``{baseline name: rating accuracy}`` on the FR compare pairs of ``gt_records``.
+
+    ``root`` overrides the folder image paths are relative to (default: each record's ``_root``
+    set by :func:`~depictqa.eval.records.load_ground_truth`, else the working directory).
+    """
+    return run_baselines(gt_records, root)["accuracy"]

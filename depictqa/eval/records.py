@@ -1,0 +1,147 @@
+"""Loading predictions and ground truth in the official formats, and pairing them by ``id``.
+
+Predictions: a JSON list (or ``.jsonl``) of ``{"id", "text", "confidence", ["probabilities"],
+["score"], ["error"]}``. Ground truth: the official inference/test JSON, a list of ``{"id",
+"image_ref", "image_A", "image_B", "query", "answer", "task", "style", "distortions", ...}``.
+Every problem is an :class:`EvalInputError` whose message names the file and the record.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from depictqa.eval.parsing import CLEAN, labels_of
+
+COMPARE_TASKS = {"quality_compare", "quality_compare_noref", "compare"}
+ASSESS_TASKS = {"quality_single_A", "quality_single_B", "quality_single_A_noref",
+                "quality_single_B_noref", "assess"}
+
+
+class EvalInputError(ValueError):
+    """A prediction or ground-truth file that cannot be evaluated; the message names the culprit."""
+
+
+@dataclass
+class Matched:
+    """Ground truth paired with predictions, plus the ids that did not pair."""
+
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]]
+    missing: list[str] = field(default_factory=list)  # in gt, no prediction
+    extra: list[str] = field(default_factory=list)    # predicted, not in gt
+
+
+def _read_json_records(path: str | Path, what: str) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise EvalInputError(f"{what} file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".jsonl":
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            records = json.loads(text)
+    except ValueError as err:
+        raise EvalInputError(f"{what} file {path} is not valid JSON ({err})") from None
+    if not isinstance(records, list):
+        raise EvalInputError(f"{what} file {path} must hold a list of records, "
+                             f"got {type(records).__name__}")
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict) or "id" not in rec:
+            raise EvalInputError(f"{what} file {path}: record {i} has no 'id'")
+    return records
+
+
+def load_predictions(path: str | Path) -> list[dict[str, Any]]:
+    """Read an official output file (``.json`` list or ``.jsonl``); ids become strings."""
+    records = _read_json_records(path, "prediction")
+    for i, rec in enumerate(records):
+        rec["id"] = str(rec["id"])
+        if not isinstance(rec.get("text", ""), str):
+            raise EvalInputError(f"prediction file {path}: record {i} ({rec['id']}) 'text' "
+                                 "is not a string")
+        conf = rec.get("confidence")
+        if conf is not None and not isinstance(conf, (int, float)):
+            raise EvalInputError(f"prediction file {path}: record {i} ({rec['id']}) "
+                                 f"'confidence' is {conf!r}, expected a number or null")
+    return records
+
+
+def load_ground_truth(path: str | Path) -> list[dict[str, Any]]:
+    """Read an official test JSON; ids become strings and ``_root`` records the file's folder."""
+    records = _read_json_records(path, "ground-truth")
+    root = str(Path(path).resolve().parent)
+    for rec in records:
+        rec["id"] = str(rec["id"])
+        rec.setdefault("_root", root)
+    return records
+
+
+def match(predictions: list[dict[str, Any]], ground_truth: list[dict[str, Any]]) -> Matched:
+    """Pair predictions with ground truth by ``id`` (the last prediction of a repeated id wins)."""
+    by_id = {str(p["id"]): p for p in predictions}
+    gt_ids = {str(g["id"]) for g in ground_truth}
+    pairs = [(g, by_id[str(g["id"])]) for g in ground_truth if str(g["id"]) in by_id]
+    missing = [str(g["id"]) for g in ground_truth if str(g["id"]) not in by_id]
+    extra = sorted(i for i in by_id if i not in gt_ids)
+    return Matched(pairs, missing, extra)
+
+
+def task_kind(record: dict[str, Any]) -> str:
+    """``"assess"``, ``"compare"`` or ``"caption"`` from an official or depictqa task name."""
+    task = record.get("task") or record.get("task_type") or ""
+    if task in COMPARE_TASKS:
+        return "compare"
+    if task in ASSESS_TASKS:
+        return "assess"
+    if task in ("description", "caption"):
+        return "caption"
+    # no task field: a record with two distorted images is a comparison
+    return "compare" if record.get("image_A") and record.get("image_B") else "assess"
+
+
+def is_full_reference(record: dict[str, Any]) -> bool:
+    return bool(record.get("image_ref"))
+
+
+def gt_distortions(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The assessed image's distortion list (``distortions`` or the A/B list its task names)."""
+    if isinstance(record.get("distortions"), list):
+        return record["distortions"]
+    task = record.get("task") or ""
+    key = "distortions_B" if task.startswith("quality_single_B") else "distortions_A"
+    if isinstance(record.get(key), list):
+        return record[key]
+    if record.get("distortion_class"):
+        return [{"category": record["distortion_class"], "subtype": record.get("distortion_name"),
+                 "severity": record.get("severity")}]
+    return []
+
+
+def gt_labels(record: dict[str, Any]) -> set[str]:
+    """Ground-truth categories of an assess record; ``{"None"}`` for a clean image."""
+    dists = gt_distortions(record)
+    if dists:
+        return labels_of([d.get("category") or d.get("subtype") or "" for d in dists])
+    if "distortions" in record or record.get("distortion_class", "") is None:
+        return {CLEAN}
+    if record.get("style") == "single" and record.get("answer"):
+        return labels_of(record["answer"])
+    return {CLEAN}
+
+
+def gt_severity(record: dict[str, Any]) -> int | None:
+    dists = gt_distortions(record)
+    sev = dists[0].get("severity") if dists else record.get("severity")
+    return int(sev) if isinstance(sev, (int, float)) else None
+
+
+def image_path(record: dict[str, Any], key: str) -> Path | None:
+    """Absolute path of ``image_ref`` / ``image_A`` / ``image_B`` (relative to the gt folder)."""
+    value = record.get(key)
+    if not value:
+        return None
+    path = Path(value)
+    return path if path.is_absolute() else Path(record.get("_root", ".")) / path

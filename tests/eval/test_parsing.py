@@ -1,0 +1,40 @@
+import pytest
+
+from depictqa.eval import parse_choice, parse_labels, register_synonym
+
+
+@pytest.mark.parametrize("text, labels", [
+    ("Noise", {"Noise"}),
+    ("Blur and noise", {"Blur", "Noise"}),
+    ("noise, BLUR.", {"Blur", "Noise"}),
+    ("None", {"None"}),
+    ("Contrast weaken", {"Contrast weaken"}),
+    ("overly high brightness and compression artifacts", {"Brighten", "Compression"}),
+    ("insufficient saturation", {"Saturate weaken"}),
+    ("The image has no noticeable noise, but it is heavily blurred.", {"Blur"}),
+    ("This image is clean and shows no distortion.", {"None"}),
+    ("I like turtles", set()),
+    ("", set()),
+])
+def test_parse_labels(text, labels):
+    assert parse_labels(text) == labels
+
+
+def test_register_synonym_extends_the_table():
+    assert parse_labels("smearing") == set()
+    register_synonym(r"smear\w*", "Blur")
+    assert parse_labels("visible smearing") == {"Blur"}
+
+
+@pytest.mark.parametrize("text, choice", [
+    ("Image A", "A"), ("B", "B"), ("image b.", "B"),
+    ("Image A is better than Image B.", "A"),
+    ("Image A is worse than image B.", "B"),
+    ("Compared with Image A, Image B is clearer.", "B"),
+    ("Image B has more noise than Image A, so A is better.", "A"),
+    ("Image A suffers from blur while Image B is sharp. Overall, Image B is of higher quality.", "B"),
+    ("A difficult call.", None),
+    ("I cannot tell.", None),
+])
+def test_parse_choice(text, choice):
+    assert parse_choice(text) == choice
