@@ -74,6 +74,7 @@ class OptimSchema:
 @dataclass
 class TrainerSchema:
     max_steps: int = 1000
+    max_minutes: Optional[float] = None  # wall-clock budget; the LR schedule then follows time too
     max_epochs: int = -1
     accelerator: str = "auto"
     devices: Any = "auto"

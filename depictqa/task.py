@@ -7,6 +7,7 @@ loading of a resumed run's optimiser and loop state (see :mod:`depictqa.callback
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import lightning as L
@@ -66,8 +67,19 @@ class DepictQATask(L.LightningModule):
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=o.lr, betas=tuple(o.betas))
         total = int(self.recipe.trainer.max_steps)
         warmup = int(o.warmup_ratio * total)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: lr_lambda(s, total, warmup, o.schedule, o.min_lr_ratio))
+        budget = self.recipe.trainer.max_minutes
+        if budget:
+            # Under a wall-clock budget the run may stop long before max_steps: decay by whichever
+            # of steps or time is further along, so the LR has annealed when time runs out.
+            start, seconds = time.monotonic(), 60.0 * budget
+
+            def factor(s: int) -> float:
+                frac = max(s / max(1, total), (time.monotonic() - start) / seconds)
+                return lr_lambda(int(frac * total), total, warmup, o.schedule, o.min_lr_ratio)
+        else:
+            def factor(s: int) -> float:
+                return lr_lambda(s, total, warmup, o.schedule, o.min_lr_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_train_start(self) -> None:

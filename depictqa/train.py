@@ -55,7 +55,8 @@ def make_trainer(recipe: DictConfig, model: torch.nn.Module, callbacks: Sequence
     ckpt = DepictQACheckpoint(Path(recipe.out_dir) / "checkpoints", every_n_steps=t.checkpoint_every_n_steps)
     has_val = bool(recipe.data.val)
     return L.Trainer(
-        max_steps=t.max_steps, max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices,
+        max_steps=t.max_steps, max_epochs=t.max_epochs,
+        max_time={"seconds": int(60 * t.max_minutes)} if t.max_minutes else None, accelerator=t.accelerator, devices=t.devices,
         num_nodes=t.num_nodes, strategy=make_strategy(recipe, model), precision=precision_for(recipe),
         accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
         gradient_clip_val=recipe.optim.grad_clip if recipe.trainer.strategy not in ("fsdp", "fsdp2") else None,
