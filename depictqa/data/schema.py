@@ -39,6 +39,10 @@ class SchemaError(ValueError):
     """A sample that does not follow the schema; the message names the shard and the key."""
 
 
+class RecordParseError(SchemaError):
+    """A sample whose JSON record is missing or does not parse (a kind of :class:`SchemaError`)."""
+
+
 def official_task(name: str) -> tuple[str, bool]:
     """Map an official task name (or one of ours) to ``(task, reference)``."""
     if name in OFFICIAL_TASKS:

@@ -14,7 +14,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 from PIL import Image
 
-from depictqa.data.schema import IMAGE_EXTENSIONS, IMAGE_KEYS, Sample, SchemaError, sample_from_record
+from depictqa.data.schema import (IMAGE_EXTENSIONS, IMAGE_KEYS, RecordParseError, Sample, SchemaError,
+                                  sample_from_record)
 
 
 def image_bytes(image: Any, fmt: str = "png") -> tuple[bytes, str]:
@@ -81,11 +82,11 @@ def decode_entry(entry: dict[str, Any]) -> Sample:
     key = entry.get("__key__", "?")
     where = f"{entry.get('__url__', '<stream>')}:{key}"
     if "json" not in entry:
-        raise SchemaError(f"{where}: no json record")
+        raise RecordParseError(f"{where}: no json record")
     try:
         record = json.loads(entry["json"])
     except (ValueError, UnicodeDecodeError) as err:
-        raise SchemaError(f"{where}: json record does not parse ({err})") from None
+        raise RecordParseError(f"{where}: json record does not parse ({err})") from None
     images = {}
     for field_name, value in entry.items():
         stem, _, ext = field_name.partition(".")

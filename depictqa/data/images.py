@@ -1,0 +1,209 @@
+"""Image loading and native-resolution geometry for the vision encoder.
+
+:func:`load_image` turns stored bytes (or a path, PIL image, array) into an 8-bit RGB image, with
+the odd modes real IQA data contains handled properly. :func:`prepare_images` turns the images of
+one sample into normalised ``[3, H, W]`` tensors: aspect kept, downscaled (never upscaled) so the
+short side is ≤ ``short_side`` and the long side ≤ ``max_long_side``, an optional training crop,
+then padded at the bottom/right to ≥ ``min_size`` and a multiple of the patch size. All images of
+a sample share one geometry and one crop, so a reference and its distorted versions stay aligned.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import random
+from dataclasses import dataclass
+from typing import Mapping, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+ImageInput = Union[bytes, bytearray, str, os.PathLike, Image.Image, np.ndarray]
+
+CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+
+class ImageError(ValueError):
+    """An image that cannot be used: corrupt, truncated, empty or too large. Names where it came from."""
+
+
+@dataclass
+class ImageConfig:
+    """Geometry and normalisation of encoder inputs (official DepictQA: 224 / 672 / 70 / patch 14).
+
+    ``pad``: ``"black"`` pads with zero *pixels* before normalisation (the official code's choice,
+    so the released weights see what they were trained on); ``"mean"`` pads with zeros *after*
+    normalisation (the CLIP mean colour).
+    """
+
+    short_side: int = 224
+    max_long_side: int = 672
+    min_size: int = 70
+    crop: tuple[float, float] | None = None  # training crop ratio range per side, e.g. (0.7, 1.0)
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+    max_pixels: int = 64_000_000
+    pad: str = "black"
+
+
+def load_image(data: ImageInput, where: str = "", max_pixels: int = 64_000_000) -> Image.Image:
+    """Decode ``data`` to an 8-bit RGB image with its EXIF orientation applied.
+
+    Alpha is composited on white (transparent regions of PNG graphics are meant to show the
+    page, and white is how viewers -- and the annotators -- saw them). 16-bit images are scaled
+    to 8 bits, not clipped. Raises :class:`ImageError` naming ``where`` for corrupt, truncated,
+    empty or larger-than-``max_pixels`` images; the size is checked before pixels are decoded.
+    """
+    where = where or "<image>"
+    if isinstance(data, np.ndarray):
+        image = _from_array(data, where)
+    elif isinstance(data, Image.Image):
+        image = data
+    else:
+        image = _open(data, where, max_pixels)
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{where}: image has zero size ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageError(f"{where}: {width}x{height} = {width * height} pixels exceeds max_pixels="
+                         f"{max_pixels} (possible decompression bomb)")
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError(f"{where}: cannot decode image ({err})") from None
+    try:
+        image = ImageOps.exif_transpose(image) or image
+    except Exception:  # noqa: BLE001 -- a broken EXIF block must not cost a good image
+        pass
+    return _to_rgb(image)
+
+
+def _open(data: bytes | bytearray | str | os.PathLike, where: str, max_pixels: int) -> Image.Image:
+    source = io.BytesIO(bytes(data)) if isinstance(data, (bytes, bytearray)) else os.fspath(data)
+    if isinstance(data, (bytes, bytearray)) and not data:
+        raise ImageError(f"{where}: empty image data")
+    try:
+        # Image.open reads only the header: the size check in load_image runs before any pixels.
+        return Image.open(source)
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"{where}: rejected as a decompression bomb ({err})") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{where}: not a readable image ({err})") from None
+
+
+def _from_array(array: np.ndarray, where: str) -> Image.Image:
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+        raise ImageError(f"{where}: array of shape {array.shape} is not HxW, HxWx3 or HxWx4")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.dtype == np.uint16:
+        array = _scale_16bit(array)
+    elif np.issubdtype(array.dtype, np.floating):
+        # float images are taken to be in [0, 1], the convention of skimage and torchvision
+        array = (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        raise ImageError(f"{where}: array dtype {array.dtype} is not uint8, uint16 or float")
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def _scale_16bit(array: np.ndarray) -> np.ndarray:
+    # 65535 / 257 = 255 exactly: the full 16-bit range maps onto the full 8-bit range
+    return ((array.astype(np.uint32) + 128) // 257).clip(0, 255).astype(np.uint8)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode.startswith("I;16") or mode == "I":
+        # Pillow's convert("L") clips 16-bit values at 255 -- scale them instead
+        gray = _scale_16bit(np.clip(np.asarray(image, dtype=np.int64), 0, 65535))
+        return Image.fromarray(gray).convert("RGB")
+    if mode == "F":
+        gray = np.asarray(image, dtype=np.float32)
+        scale = 255.0 if gray.max(initial=0.0) <= 1.0 else 1.0
+        return Image.fromarray((np.clip(gray * scale, 0, 255) + 0.5).astype(np.uint8)).convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")  # L, 1, P, CMYK (naive, ICC profiles ignored), YCbCr, LAB, HSV
+
+
+def _fit(height: int, width: int, cfg: ImageConfig) -> tuple[int, int]:
+    """The resized (never upscaled) size for a content size."""
+    scale = min(1.0, cfg.short_side / min(height, width), cfg.max_long_side / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _pad_to(size: int, cfg: ImageConfig, patch_size: int) -> int:
+    return math.ceil(max(size, cfg.min_size) / patch_size) * patch_size
+
+
+def output_size(height: int, width: int, cfg: ImageConfig, patch_size: int) -> tuple[int, int]:
+    """Padded pixel size ``(H, W)`` that :func:`prepare_images` gives an image of this size (no crop)."""
+    h, w = _fit(height, width, cfg)
+    return _pad_to(h, cfg, patch_size), _pad_to(w, cfg, patch_size)
+
+
+def image_token_grid(height: int, width: int, cfg: ImageConfig, patch_size: int) -> tuple[int, int]:
+    """Patch grid ``(rows, cols)`` of an image of this size (no crop), computed without decoding.
+
+    Tokens = rows * cols. A training crop changes the aspect ratio, so count cropped images from
+    the prepared tensors' shapes instead.
+    """
+    h, w = output_size(height, width, cfg, patch_size)
+    return h // patch_size, w // patch_size
+
+
+def _crop_box(height: int, width: int, crop: tuple[float, float],
+              rng: random.Random) -> tuple[int, int, int, int]:
+    lo, hi = crop
+    ch = max(1, min(height, round(height * rng.uniform(lo, hi))))
+    cw = max(1, min(width, round(width * rng.uniform(lo, hi))))
+    top, left = rng.randint(0, height - ch), rng.randint(0, width - cw)
+    return left, top, left + cw, top + ch
+
+
+def prepare_images(images: Mapping[str, Image.Image], cfg: ImageConfig, patch_size: int,
+                   rng: random.Random | None = None) -> dict[str, torch.Tensor]:
+    """RGB images of one sample -> normalised float tensors ``[3, H, W]``, H and W multiples of
+    ``patch_size``, all of one shape.
+
+    The geometry (and, when ``rng`` is given and ``cfg.crop`` set, one random crop box, taken
+    before resizing so no detail is lost) comes from the first image. An image of another size is
+    first resized to the first's size: distorted copies of a reference should match it, and a
+    shared crop only means something on a shared pixel grid.
+    """
+    if not images:
+        return {}
+    first = next(iter(images.values()))
+    width, height = first.size
+    box = (0, 0, width, height)
+    if rng is not None and cfg.crop is not None:
+        box = _crop_box(height, width, cfg.crop, rng)
+    th, tw = _fit(box[3] - box[1], box[2] - box[0], cfg)
+    ph, pw = _pad_to(th, cfg, patch_size), _pad_to(tw, cfg, patch_size)
+    mean = torch.tensor(cfg.mean, dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(cfg.std, dtype=torch.float32).view(3, 1, 1)
+    fill = (-mean / std) if cfg.pad == "black" else torch.zeros(3, 1, 1)
+    out: dict[str, torch.Tensor] = {}
+    for name, image in images.items():
+        if image.mode != "RGB":
+            image = _to_rgb(image)
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.Resampling.BICUBIC)
+        if (tw, th) == (box[2] - box[0], box[3] - box[1]):
+            resized = image.crop(box) if box != (0, 0, width, height) else image
+        else:
+            # resize with box= crops and resamples in one pass, antialiased when shrinking
+            resized = image.resize((tw, th), Image.Resampling.BICUBIC, box=box)
+        pixels = torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1)
+        tensor = fill.expand(3, ph, pw).clone()
+        tensor[:, :th, :tw] = (pixels.float().div_(255.0) - mean).div_(std)
+        out[name] = tensor
+    return out
