@@ -81,13 +81,18 @@ class DepictQADataModule(L.LightningDataModule):
         from depictqa.data.mixer import MixedSampleStream, SourceSpec
 
         d = self.recipe.data
+        trainer = getattr(self, "trainer", None)
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (None, None)
+        if train and d.resampled and samples is None:
+            # An endless stream: the run ends at trainer.max_steps / max_minutes, never mid-data.
+            samples = 10**9
         specs = [SourceSpec(name, OmegaConf.to_container(s.shards) if OmegaConf.is_list(s.shards) else s.shards,
                             float(s.get("weight", 1.0))) for name, s in sources.items()]
         model = self.model
         stream = MixedSampleStream(specs, self._image_cfg(), model.patch_size, seed=self.recipe.seed, train=train,
                                    resampled=d.resampled if train else False, samples_per_epoch=samples,
                                    transform=lambda s: sample_to_item(model, s), max_skip_rate=d.max_skip_rate,
-                                   shuffle_buffer=d.shuffle_buffer if train else 0)
+                                   shuffle_buffer=d.shuffle_buffer if train else 0, rank=rank, world_size=world)
         return BatchedStream(stream, model.tokenizer.pad_token_id or 0, d.batch_size, d.max_tokens_per_batch,
                              d.packed, skip=self.skip_batches if train else 0)
 
