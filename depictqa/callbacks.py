@@ -37,8 +37,26 @@ class DepictQACheckpoint(L.Callback):
     """Every ``every_n_steps`` optimiser steps (and at the end) write ``dirpath/step-N`` and
     refresh ``dirpath/last``; keep the ``keep`` newest step folders."""
 
-    def __init__(self, dirpath: str | Path, every_n_steps: int = 500, keep: int = 2) -> None:
+    def __init__(self, dirpath: str | Path, every_n_steps: int = 500, keep: int = 2,
+                 monitor: str | None = None, mode: str = "max") -> None:
         self.dirpath, self.every, self.keep = Path(dirpath), every_n_steps, keep
+        self.monitor, self.mode, self.best = monitor, mode, None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Keep ``dirpath/best`` for the best value of ``monitor`` seen at validation."""
+        value = trainer.callback_metrics.get(self.monitor) if self.monitor else None
+        if value is None or trainer.sanity_checking:
+            return
+        value = float(value)
+        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
+            self.best = value
+            target = self.save(trainer, pl_module)
+            if trainer.is_global_zero:
+                best = self.dirpath / "best"
+                if best.exists():
+                    shutil.rmtree(best)
+                shutil.copytree(target, best)
+                (best / "best.json").write_text(f'{{"{self.monitor}": {value}, "step": {trainer.global_step}}}')
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         step = trainer.global_step

@@ -85,6 +85,9 @@ class TrainerSchema:
     log_every_n_steps: int = 10
     val_every_n_steps: Optional[int] = None
     checkpoint_every_n_steps: int = 500
+    checkpoint_monitor: Optional[str] = None  # e.g. val/rating_acc: also keep checkpoints/best
+    checkpoint_mode: str = "max"
+    val_generate: bool = True  # validation also generates `single` answers and scores them
     activation_checkpointing: bool = False
 
 
@@ -102,7 +105,8 @@ class Recipe:
 CHOICES = {"model.template": ("depictqa-vicuna", "compact", "chat"),
            "optim.schedule": ("cosine", "linear", "constant"),
            "trainer.strategy": ("auto", "ddp", "ddp_spawn", "fsdp", "fsdp2", "deepspeed"),
-           "logger.name": ("csv", "wandb", "none")}
+           "logger.name": ("csv", "wandb", "none"),
+           "trainer.checkpoint_mode": ("max", "min")}
 
 
 def _read(path: str | os.PathLike) -> DictConfig:

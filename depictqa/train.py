@@ -52,7 +52,8 @@ def make_trainer(recipe: DictConfig, model: torch.nn.Module, callbacks: Sequence
     from depictqa.strategies import make_strategy, precision_for
 
     t = recipe.trainer
-    ckpt = DepictQACheckpoint(Path(recipe.out_dir) / "checkpoints", every_n_steps=t.checkpoint_every_n_steps)
+    ckpt = DepictQACheckpoint(Path(recipe.out_dir) / "checkpoints", every_n_steps=t.checkpoint_every_n_steps,
+                              monitor=t.checkpoint_monitor, mode=t.checkpoint_mode)
     has_val = bool(recipe.data.val)
     return L.Trainer(
         max_steps=t.max_steps, max_epochs=t.max_epochs,
@@ -94,6 +95,10 @@ def fit(recipe: DictConfig, resume: str | Path | None = None, callbacks: Sequenc
     out = Path(recipe.out_dir)
     save_recipe(recipe, out / "recipe.yaml")
     task = DepictQATask(model, recipe, resume_state=resume_state)
+    if recipe.data.val and recipe.trainer.val_generate:
+        from depictqa.eval.validation import GenerationValidator
+
+        task.validators.append(GenerationValidator())
     skip = resume_state[1]["global_step"] * recipe.trainer.accumulate_grad_batches if resume_state else 0
     datamodule = DepictQADataModule(recipe, model, skip_batches=skip)
     trainer = make_trainer(recipe, model, callbacks)

@@ -80,17 +80,19 @@ def write_tiny_shards(out: Path, n: int = 24, prefix: str = "shard", per_shard: 
     from depictqa.data.schema import Sample
     from depictqa.data.shards import write_shards
 
-    kinds = [("assess", False, "What distortion does the image have?", "Noise"),
-             ("assess", True, "What distortion does the image have compared with the reference?", "Blur"),
-             ("compare", True, "Which image is better?", "Image A"),
-             ("compare", False, "Which image is better?", "Image B"),
-             ("caption", False, "Describe the image.", "A gradient with some speckles.")]
+    kinds = [("assess", False, "What distortion does the image have?", "Noise",
+              {"distortions": [{"category": "noise", "subtype": "gaussian_rgb", "severity": 3}]}),
+             ("assess", True, "What distortion does the image have compared with the reference?", "Blur",
+              {"distortions": [{"category": "blur", "subtype": "gaussian", "severity": 2}]}),
+             ("compare", True, "Which image is better?", "Image A", {"A_better_B": True}),
+             ("compare", False, "Which image is better?", "Image B", {"A_better_B": False}),
+             ("caption", False, "Describe the image.", "A gradient with some speckles.", {})]
     samples = []
     for i in range(n):
-        task, ref, q, a = kinds[i % len(kinds)]
+        task, ref, q, a, truth = kinds[i % len(kinds)]
         from depictqa.data.schema import required_images
 
         images = {k: random_image(i * 7 + j) for j, k in enumerate(required_images(task, ref))}
         samples.append(Sample(f"s{i:05d}", task, ref, [{"from": "human", "value": q}, {"from": "gpt", "value": a}],
-                              style="single", meta={"i": i}, images=images))
+                              style="single", meta={"i": i, **truth}, images=images))
     return write_shards(samples, out, prefix=prefix, samples_per_shard=per_shard)

@@ -21,7 +21,7 @@ def shards(tmp_path_factory):
 def recipe_for(shards, out, *extra):
     return tiny_recipe(f"data.sources={{brief: {{shards: '{shards}/brief/*.tar', weight: 3}}, "
                        f"cap: {{shards: '{shards}/caption/*.tar', weight: 1}}}}",
-                       f"data.val={{shards: '{shards}/caption/*.tar'}}", "data.val_samples=4",
+                       f"data.val={{shards: '{shards}/brief/*.tar'}}", "data.val_samples=4",
                        "data.batch_size=4", f"out_dir={out}", "trainer.max_steps=6",
                        "trainer.checkpoint_every_n_steps=3", "trainer.log_every_n_steps=1",
                        "trainer.val_every_n_steps=3", "logger={name: csv}", "optim.lr=3e-3", *extra)
@@ -30,7 +30,8 @@ def recipe_for(shards, out, *extra):
 def test_fit_learns_and_writes_checkpoints(shards, tmp_path):
     from depictqa.train import fit
 
-    recipe = recipe_for(shards, tmp_path / "run", "trainer.max_steps=30", "trainer.checkpoint_every_n_steps=15")
+    recipe = recipe_for(shards, tmp_path / "run", "trainer.max_steps=30", "trainer.checkpoint_every_n_steps=15",
+                        "data.val_samples=10", "trainer.checkpoint_monitor=val/rating_acc")
     last = fit(recipe)
     assert {p.name for p in last.iterdir()} >= {"recipe.yaml", "trainable.safetensors", "tokenizer", "state"}
     assert sorted(p.name for p in (tmp_path / "run/checkpoints").glob("step-*")) == ["step-0000015", "step-0000030"]
@@ -40,6 +41,14 @@ def test_fit_learns_and_writes_checkpoints(shards, tmp_path):
     losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
     assert len(losses) >= 20 and sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
     assert any(r.get("val/loss") for r in rows)
+    # generation-based validation metrics, and the best checkpoint chosen by one of them
+    acc = [float(r["val/rating_acc"]) for r in rows if r.get("val/rating_acc")]
+    assert acc and all(0.0 <= a <= 1.0 for a in acc)
+    assert any(r.get("val/identification_acc") for r in rows)
+    import json
+
+    best = json.loads((tmp_path / "run/checkpoints/best/best.json").read_text())
+    assert best["val/rating_acc"] == max(acc)
 
 
 def test_resume_continues_exactly(shards, tmp_path):

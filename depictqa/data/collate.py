@@ -49,6 +49,7 @@ class Batch:
     tasks: list[str] = field(default_factory=list)
     styles: list[str] = field(default_factory=list)
     meta: list[dict[str, Any]] = field(default_factory=list)
+    num_images: list[int] = field(default_factory=list)  # per sample, to find its slice of ``pixels``
 
     def to(self, device: torch.device | str) -> "Batch":
         move = {k: getattr(self, k).to(device) for k in ("input_ids", "image_mask", "labels", "position_ids",
@@ -56,7 +57,7 @@ class Batch:
         mask = None if self.attention_mask is None else self.attention_mask.to(device)
         return Batch(**move, attention_mask=mask, pixels=[p.to(device) for p in self.pixels],
                      num_samples=self.num_samples, keys=self.keys, tasks=self.tasks, styles=self.styles,
-                     meta=self.meta)
+                     meta=self.meta, num_images=self.num_images)
 
     @property
     def padding_fraction(self) -> float:
@@ -88,7 +89,8 @@ def collate(items: Sequence[Item], pad_id: int = 0, packed: bool = False) -> Bat
     return Batch(input_ids, image_mask, labels, position_ids, sample_ids, attention_mask,
                  pixels=[p for item in items for p in item.pixels], num_samples=len(items),
                  keys=[it.key for it in items], tasks=[it.task for it in items],
-                 styles=[it.style for it in items], meta=[it.meta for it in items])
+                 styles=[it.style for it in items], meta=[it.meta for it in items],
+                 num_images=[len(it.pixels) for it in items])
 
 
 def budget_batches(items: Iterable[Item], max_tokens: int, max_samples: int | None = None) -> Iterator[list[Item]]:
