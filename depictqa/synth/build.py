@@ -45,6 +45,7 @@ TEST_KINDS = tuple(Kind(t, s, r) for t, styles in (("assess", ("single", "brief"
                    for s in styles for r in (False, True))
 
 _PHOTOS: list[SourceImage] = []
+CHUNKSIZE = 8  # jobs per worker round trip; results still come back in job order
 
 
 def _init_worker(photos: list[SourceImage]) -> None:
@@ -52,22 +53,62 @@ def _init_worker(photos: list[SourceImage]) -> None:
     _PHOTOS = photos
 
 
-def _train_job(job: tuple[int, Kind, Config]) -> tuple[int, dict]:
-    """Worker entry: build and PNG-encode one training sample (encoding in parallel too)."""
-    index, kind, cfg = job
-    rec = make_record(index, kind, cfg, "train", _PHOTOS)
-    rec["images"] = {k: _png(v) for k, v in rec["images"].items()}
-    return index, rec
+def _init_pool_worker(photos: list[SourceImage]) -> None:
+    """Pool initializer: photos, and one BLAS/OpenMP thread per process (K workers on K cores)."""
+    _init_worker(photos)
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)
+    except ImportError:  # optional; numpy works without it
+        pass
 
 
-def _png(pixels: np.ndarray) -> bytes:
-    """Lossless PNG at zlib level 1: ~5x faster than the default level 6, files ~15% larger."""
-    import io
+def _job(job: tuple) -> tuple:
+    """Worker entry: build one sample and encode it completely, so the writer only appends bytes.
 
-    from PIL import Image
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+    Training jobs return ``("train", source, tar entry dict, meta)``; test jobs return
+    ``("test", name, {suffix: png bytes}, meta entry)``.
+    """
+    split, index, source, kind, cfg = job
+    rec = make_record(index, kind, cfg, split, _PHOTOS)
+    pngs = {k: encode_png(v) for k, v in rec["images"].items()}
+    if split == "test":
+        sid = f"test{index:07d}"
+        paths = {field: (f"images/{sid}_{key}.png" if key in pngs else None)
+                 for key, field in (("ref", "image_ref"), ("a", "image_A"), ("b", "image_B"))}
+        entry = {"id": sid, **paths, "query": rec["query"], "answer": rec["answer"], **rec["meta"]}
+        return "test", sid, pngs, entry
+    from depictqa.data.schema import Sample
+    from depictqa.data.shards import encode_sample
+    meta = rec["meta"]
+    sample = Sample(key=f"{source}-{index:08d}", task=kind.task, reference=kind.reference, style=kind.style,
+                    meta=meta, images=pngs, conversations=[{"from": "human", "value": rec["query"]},
+                                                           {"from": "gpt", "value": rec["answer"]}])
+    return "train", source, encode_sample(sample), meta
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """Lossless RGB PNG of a uint8 ``[H, W, 3]`` array, ~2x faster than Pillow's encoder.
+
+    Every row uses the PNG "Up" filter (computed by one numpy subtraction) and zlib level 1;
+    Pillow tries all five filters per row. Files are about as small as Pillow's at
+    ``compress_level=1`` (~57 vs ~55 KB for 224-px crops), pixels decode identically.
+    """
+    import struct
+    import zlib
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    h, w = pixels.shape[:2]
+    rows = pixels.reshape(h, w * 3)
+    raw = np.empty((h, w * 3 + 1), np.uint8)
+    raw[:, 0] = 2  # filter type "Up": byte minus the byte above (mod 256)
+    raw[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
+    data = zlib.compress(raw.tobytes(), 1)
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", data) + chunk(b"IEND", b""))
 
 
 def plan(samples: int, seed: int) -> list[tuple[str, Kind]]:
@@ -77,20 +118,21 @@ def plan(samples: int, seed: int) -> list[tuple[str, Kind]]:
     return [(MIX[p][0], MIX[p][1]) for p in picks]
 
 
-def _map(jobs: list, fn, workers: int, photos: list[SourceImage], bar) -> Iterator:
-    """Ordered map over ``jobs`` in ``workers`` processes (in-process when workers <= 1)."""
+def _map(jobs: list, fn, workers: int, photos: list[SourceImage]) -> Iterator:
+    """Ordered map over ``jobs`` in ``workers`` processes (in-process when workers <= 1).
+
+    One pool for the whole run (training and test jobs in one stream), so no worker idles at a
+    source boundary and processes start once.
+    """
     if workers <= 1:
         _init_worker(photos)
         for job in jobs:
-            bar.update(1)
             yield fn(job)
         return
     import multiprocessing as mp
     with mp.get_context("fork" if os.name == "posix" else "spawn").Pool(
-            workers, initializer=_init_worker, initargs=(photos,)) as pool:
-        for out in pool.imap(fn, jobs, chunksize=8):
-            bar.update(1)
-            yield out
+            workers, initializer=_init_pool_worker, initargs=(photos,)) as pool:
+        yield from pool.imap(fn, jobs, chunksize=CHUNKSIZE)
 
 
 def _count(counts: dict[str, Counter], meta: dict) -> None:
@@ -104,59 +146,58 @@ def _count(counts: dict[str, Counter], meta: dict) -> None:
         counts["category"]["clean"] += 1
 
 
-def _write_train(out: Path, kinds, cfg: Config, workers: int, photos, samples_per_shard: int,
-                 counts, boxes: dict, progress: bool) -> dict[str, list[str]]:
+def _test_plan(count: int) -> list[tuple[int, Kind]]:
+    """(index, kind) of every held-out sample: ``count`` spread evenly over ``TEST_KINDS``."""
+    per = {k: count // len(TEST_KINDS) + (i < count % len(TEST_KINDS)) for i, k in enumerate(TEST_KINDS)}
+    kinds = [kind for kind, n in per.items() for _ in range(n)]
+    return list(enumerate(kinds))
+
+
+def _write(out: Path, kinds, test_count: int, cfg: Config, workers: int, photos, samples_per_shard: int,
+           counts, boxes: dict, progress: bool) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Training shards (one ``ShardWriter`` per source, fed in index order) and test metas.
+
+    Workers return finished tar entries / PNG bytes; this process only appends them, counts and
+    records crop boxes. Each source's samples arrive in index order, so the shards are the same
+    for any ``workers``.
+    """
+    import webdataset as wds
     from tqdm.auto import tqdm
 
-    from depictqa.data.schema import Sample
-    from depictqa.data.shards import write_shards
-    shards = {}
-    with tqdm(total=len(kinds), desc="synth", unit="sample", disable=not progress) as bar:
-        for source in SOURCES:
-            jobs = [(i, k, cfg) for i, (s, k) in enumerate(kinds) if s == source]
-
-            def samples() -> Iterator[Sample]:
-                for i, rec in _map(jobs, _train_job, workers, photos, bar):
-                    meta = rec["meta"]
-                    _count(counts, meta)
-                    boxes.setdefault(meta["source"]["id"], []).append(("train", meta["source"]["box"]))
-                    kind = kinds[i][1]
-                    yield Sample(key=f"{source}-{i:08d}", task=kind.task, reference=kind.reference,
-                                 style=kind.style, meta=meta, images=rec["images"],
-                                 conversations=[{"from": "human", "value": rec["query"]},
-                                                {"from": "gpt", "value": rec["answer"]}])
-            shards[source] = write_shards(samples(), out / source, prefix=source,
-                                          samples_per_shard=samples_per_shard) if jobs else []
-    return shards
-
-
-def _write_test(out: Path, count: int, cfg: Config, photos, boxes: dict) -> dict[str, int]:
-    """Held-out metas, one JSON per official task + style, images in ``test/images``."""
-    from PIL import Image
+    tests = _test_plan(test_count)
+    jobs = [("train", i, s, k, cfg) for i, (s, k) in enumerate(kinds)]
+    jobs += [("test", i, None, k, cfg) for i, k in tests]
+    sinks: dict = {}
+    for source in SOURCES:
+        if any(s == source for s, _ in kinds):
+            (out / source).mkdir(parents=True, exist_ok=True)
+            sinks[source] = wds.ShardWriter(str(out / source / f"{source}-%06d.tar"),
+                                            maxcount=samples_per_shard, verbose=0)
+    entries: dict[str, list[dict]] = {f"{rec_task(k)}_{k.style}": [] for k in TEST_KINDS}
     img_dir = out / "test" / "images"
-    img_dir.mkdir(parents=True, exist_ok=True)
-    _init_worker(photos)
-    per = {k: count // len(TEST_KINDS) + (i < count % len(TEST_KINDS)) for i, k in enumerate(TEST_KINDS)}
-    written, index = {}, 0
-    for kind, n in per.items():
-        entries = []
-        for _ in range(n):
-            rec = make_record(index, kind, cfg, "test", photos)
-            sid = f"test{index:07d}"
-            paths = {}
-            for key, field in (("ref", "image_ref"), ("a", "image_A"), ("b", "image_B")):
-                if key in rec["images"]:
-                    Image.fromarray(rec["images"][key]).save(img_dir / f"{sid}_{key}.png")
-                    paths[field] = f"images/{sid}_{key}.png"
+    if tests:
+        img_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with tqdm(total=len(jobs), desc="synth", unit="sample", disable=not progress) as bar:
+            for split, where, payload, meta in _map(jobs, _job, workers, photos):
+                boxes.setdefault(meta["source"]["id"], []).append((split, meta["source"]["box"]))
+                if split == "train":
+                    _count(counts, meta)
+                    sinks[where].write(payload)
                 else:
-                    paths[field] = None
-            boxes.setdefault(rec["meta"]["source"]["id"], []).append(("test", rec["meta"]["source"]["box"]))
-            entries.append({"id": sid, **paths, "query": rec["query"], "answer": rec["answer"], **rec["meta"]})
-            index += 1
-        name = f"{rec_task(kind)}_{kind.style}"
-        (out / "test" / f"{name}.json").write_text(json.dumps(entries, indent=1))
-        written[name] = len(entries)
-    return written
+                    for key, data in payload.items():
+                        (img_dir / f"{where}_{key}.png").write_bytes(data)
+                    entries[f"{meta['task']}_{meta['style']}"].append(meta)
+                bar.update(1)
+    finally:
+        for sink in sinks.values():
+            sink.close()
+    shards = {s: sorted(str(p) for p in (out / s).glob(f"{s}-*.tar")) if s in sinks else [] for s in SOURCES}
+    written = {}
+    for name, items in entries.items() if test_count else ():  # every test file, even if empty
+        (out / "test" / f"{name}.json").write_text(json.dumps(items, indent=1))
+        written[name] = len(items)
+    return shards, written
 
 
 def rec_task(kind: Kind) -> str:
@@ -196,8 +237,8 @@ def build_dataset(out_dir: str | os.PathLike, samples: int = 1000, seed: int = 0
     counts: dict[str, Counter] = {k: Counter() for k in ("task_style", "category", "severity", "subtype")}
     boxes: dict = {}
     kinds = plan(samples, seed)
-    shards = _write_train(out, kinds, cfg, workers, photos, samples_per_shard, counts, boxes, progress)
-    tests = _write_test(out, test_samples, cfg, photos, boxes) if test_samples else {}
+    shards, tests = _write(out, kinds, test_samples, cfg, workers, photos, samples_per_shard, counts, boxes,
+                           progress)
     check_disjoint(boxes)
     manifest = {"version": VERSION, "seed": seed, "size": size, "clean_rate": clean_rate,
                 "samples": samples, "per_source": {s: sum(1 for k in kinds if k[0] == s) for s in SOURCES},

@@ -116,23 +116,42 @@ def _jpeg2000_available() -> bool:
     return bool(features.check("jpg_2000"))
 
 
-def list_distortions(available_only: bool = False) -> list[DistortionInfo]:
-    """Every sub-type (35), in taxonomy order; jpeg2000 is unavailable without OpenJPEG."""
+@lru_cache(maxsize=2)
+def _records(available_only: bool) -> tuple[DistortionInfo, ...]:
     out = []
     for name, (_, params, weight) in _TABLE.items():
         cat, sub = name.split(".", 1)
         ok = _jpeg2000_available() if name == "compression.jpeg2000" else True
         if ok or not available_only:
             out.append(DistortionInfo(name, cat, sub, *CATEGORIES[cat], params, weight, ok))
+    return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def _by_name() -> dict[str, DistortionInfo]:
+    return {r.name: r for r in _records(False)}
+
+
+@lru_cache(maxsize=1)
+def _subtypes() -> dict[str, list[str]]:
+    """category -> available sub-types in taxonomy order (what the sampler draws from)."""
+    out: dict[str, list[str]] = {}
+    for r in _records(True):
+        out.setdefault(r.category, []).append(r.subtype)
     return out
+
+
+def list_distortions(available_only: bool = False) -> list[DistortionInfo]:
+    """Every sub-type (35), in taxonomy order; jpeg2000 is unavailable without OpenJPEG."""
+    return list(_records(available_only))
 
 
 def info(name: str) -> DistortionInfo:
     """The record of ``name``; unknown names fail with the valid names listed."""
-    for record in list_distortions():
-        if record.name == name:
-            return record
-    raise KeyError(f"unknown distortion {name!r}; valid: {', '.join(_TABLE)}")
+    record = _by_name().get(name)
+    if record is None:
+        raise KeyError(f"unknown distortion {name!r}; valid: {', '.join(_TABLE)}")
+    return record
 
 
 def apply(name: str, image: np.ndarray, severity: int, seed: int = 0) -> np.ndarray:
@@ -154,10 +173,22 @@ def apply(name: str, image: np.ndarray, severity: int, seed: int = 0) -> np.ndar
         y = fn(x, record.params[severity - 1], np.random.default_rng(seed))
     except (ValueError, ZeroDivisionError, FloatingPointError) as err:
         raise DistortionFailed(f"{name} failed on this image: {err}") from err
-    out = (np.clip(np.nan_to_num(y), 0, 1) * 255 + 0.5).astype(np.uint8)
+    # == (np.clip(np.nan_to_num(y), 0, 1) * 255 + 0.5).astype(np.uint8), in place: y is a fresh
+    # array (or x, a temporary of this call), so no caller sees the change
+    if isinstance(y, np.ndarray) and y.dtype.kind == "f" and y.flags.writeable:
+        np.nan_to_num(y, copy=False)
+        np.clip(y, 0, 1, out=y)
+        y *= 255
+        y += 0.5
+        out = y.astype(np.uint8)
+    else:
+        out = (np.clip(np.nan_to_num(y), 0, 1) * 255 + 0.5).astype(np.uint8)
     # PSNR above ~45 dB (MSE < 2 grey levels^2) is invisible: the label would describe nothing.
     # MSE, not mean |diff|, so sparse but strong changes (1% impulse noise) still count.
-    if ((out.astype(np.float32) - image) ** 2).mean() < 2.0:
+    diff = out.astype(np.float32)
+    diff -= image
+    diff *= diff
+    if diff.mean() < 2.0:
         raise DistortionFailed(f"{name} at severity {severity} left the image (almost) unchanged")
     return out
 
@@ -183,7 +214,7 @@ def sample_distortions(rng: np.random.Generator, count: int, nr_visible: bool = 
     top = 5 if count == 1 else 3
     out = []
     for cat in chosen:
-        subs = [r.subtype for r in list_distortions(available_only=True) if r.category == cat]
+        subs = _subtypes().get(cat, [])
         low = 2 if nr_visible and cat in SUBTLE_AT_SEVERITY_1 else 1
         out.append({"category": cat, "subtype": str(rng.choice(subs)),
                     "severity": int(rng.integers(low, top + 1))})

@@ -7,6 +7,8 @@ lists exactly those. Used for the regulariser (caption) source and as extra dist
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -19,12 +21,20 @@ SHAPES = ("circle", "square", "triangle", "ellipse", "star")
 WORDS = ("SUN", "CAT", "HELLO", "DATA", "TREE", "BLUE", "STOP", "OPEN")
 
 
+@lru_cache(maxsize=4)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.mgrid[0:size, 0:size] / (size - 1)`` (y, x), cached and read-only."""
+    yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1)
+    yy.flags.writeable = xx.flags.writeable = False
+    return yy, xx
+
+
 def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, str]:
     kind = rng.choice(["flat", "gradient", "stripes", "checker", "noise"])
     names = list(LIGHT)
     n1, n2 = rng.choice(len(names), 2, replace=False)
     c1, c2 = np.array(LIGHT[names[n1]], float), np.array(LIGHT[names[n2]], float)
-    yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1)
+    yy, xx = _grid(size)
     if kind == "flat":
         return np.broadcast_to(c1, (size, size, 3)).copy(), f"a plain {names[n1]} background"
     if kind == "gradient":
