@@ -82,6 +82,35 @@ class DepictQATask(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def configure_model(self) -> None:
+        """fsdp2 shards here; auto/ddp turn on activation checkpointing here; fsdp does both itself."""
+        from lightning.pytorch.strategies import ModelParallelStrategy
+
+        t = self.recipe.trainer
+        if isinstance(self.trainer.strategy, ModelParallelStrategy):
+            if not getattr(self, "_sharded", False):  # fit may call this more than once
+                from depictqa.strategies import shard_fsdp2
+
+                shard_fsdp2(self.model, self.device_mesh["data_parallel"],
+                            activation_checkpointing=t.activation_checkpointing)
+                self._sharded = True
+        elif t.activation_checkpointing and t.strategy != "fsdp":
+            # HF's own checkpointing: unlike checkpoint wrappers it keeps parameter names (PEFT export).
+            self.model.llm._base().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Any = None,
+                                    gradient_clip_algorithm: Any = None) -> None:
+        # Lightning cannot clip by norm under FSDP1 (it raises), so train.py passes None for
+        # fsdp/fsdp2 and the clipping happens here.
+        if self.recipe.trainer.strategy in ("fsdp", "fsdp2"):
+            if self.recipe.optim.grad_clip:
+                from depictqa.strategies import clip_sharded_gradients
+
+                clip_sharded_gradients(self.trainer, self.model, float(self.recipe.optim.grad_clip))
+            return
+        self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val,
+                            gradient_clip_algorithm=gradient_clip_algorithm)
+
     def on_train_start(self) -> None:
         if self._resume_state is None:
             return

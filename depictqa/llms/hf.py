@@ -73,6 +73,8 @@ def build_hf(path: str | None = None, config: dict[str, Any] | None = None,
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    if attn_implementation == "depictqa_varlen":
+        import depictqa.attention  # noqa: F401  registers the name (and its mask function) with transformers
     tok = _tokenizer(path, tokenizer, texts)
     torch_dtype = getattr(torch, dtype)
     if path is not None:
