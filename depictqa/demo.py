@@ -49,35 +49,28 @@ def train(out: Path, recipe_path: str, minutes: float, fresh: bool, overrides: l
     return fit(recipe)
 
 
-def predict(model: Any, meta_path: Path, batch_size: int = 32) -> list[dict[str, Any]]:
-    """Greedy answers + confidence for an official test meta, in the official output format."""
-    from depictqa.infer.assessor import Assessor
+def predict(assessor: Any, meta_path: Path) -> list[dict[str, Any]]:
+    """Greedy ``single`` answers + confidence for an official test meta, in the official output format."""
+    from depictqa.data.schema import official_task
+    from depictqa.infer.batching import Request
 
     records = json.loads(meta_path.read_text())
-    assessor = model if isinstance(model, Assessor) else Assessor(model, batch_size=batch_size)
-    out = []
-    for i in range(0, len(records), batch_size):
-        chunk = records[i:i + batch_size]
-        images = {k: [None if r.get(f) is None else str(meta_path.parent / r[f]) for r in chunk]
-                  for k, f in (("ref", "image_ref"), ("a", "image_A"), ("b", "image_B"))}
-        reference = images["ref"] if all(images["ref"]) else None
-        if chunk[0]["task"].startswith("quality_compare"):
-            results = assessor.compare(images["a"], images["b"], reference=reference, style="single",
-                                       query=[r["query"] for r in chunk])
-        else:
-            results = assessor.assess(images["a"], reference=reference, style="single",
-                                      query=[r["query"] for r in chunk])
-        out += [{"id": r["id"], "text": res.text, "confidence": res.confidence} for r, res in zip(chunk, results)]
-    return out
+    requests = []
+    for r in records:
+        task, reference = official_task(r["task"])
+        images = {k: str(meta_path.parent / r[f]) for k, f in (("ref", "image_ref"), ("a", "image_A"),
+                                                                ("b", "image_B")) if r.get(f)}
+        requests.append(Request(task, reference, r["query"], images, key=str(r["id"])))
+    answers = assessor.answer(requests, style="single", max_new_tokens=16)
+    return [{"id": r["id"], "text": a.text, "confidence": a.confidence, **({"error": a.error} if a.error else {})}
+            for r, a in zip(records, answers)]
 
 
-def evaluate(out: Path, ckpt: Path) -> dict[str, Any]:
+def evaluate(out: Path, assessor: Any) -> dict[str, Any]:
     from depictqa.eval.baselines import rating_baselines
     from depictqa.eval.command import evaluate as compute
     from depictqa.eval.records import load_ground_truth, load_predictions, match
-    from depictqa.infer.assessor import Assessor
 
-    assessor = Assessor.from_pretrained(ckpt)
     test, pred_dir = out / "data" / "test", out / "eval"
     pred_dir.mkdir(parents=True, exist_ok=True)
     rows: dict[str, Any] = {}
@@ -85,7 +78,7 @@ def evaluate(out: Path, ckpt: Path) -> dict[str, Any]:
     for stem, _task, metric, title in EVALS:
         gt_path = test / f"{stem}.json"
         start = time.perf_counter()
-        preds = predict(assessor, gt_path, metric)
+        preds = predict(assessor, gt_path)
         pred_path = pred_dir / f"pred_{stem}.json"
         pred_path.write_text(json.dumps(preds, indent=1))
         gt = load_ground_truth(gt_path)
@@ -151,3 +144,93 @@ def example_figure(shown: list[dict[str, Any]], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def write_report(out: Path, table: dict[str, Any], shown: list[dict[str, Any]], timings: dict[str, float]) -> Path:
+    from depictqa.eval.report import plot_confusion, write_report as eval_report
+
+    figs = out / "figures"
+    figs.mkdir(parents=True, exist_ok=True)
+    loss_png = loss_curve(out / "run", figs / "loss.png")
+    ident = table["NR identification"]["result"]
+    confusion_png = plot_confusion(ident, figs / "confusion_nr.png")
+    examples_png = example_figure(shown, figs / "examples.png") if shown else None
+    eval_report({"identification": ident}, out / "eval" / "nr_identification")
+    lines = ["# depictqa demo report", "", "Held-out synthetic test set (images and crops disjoint from training).", "",
+             "| measure | n | depictqa | notes |", "|---|---|---|---|"]
+    for title, row in table.items():
+        if title == "baselines":
+            continue
+        res = row["result"]
+        if row["metric"] == "identification":
+            lines.append(f"| {title} (single distortion) | {res['n_single']} | {_pct(res['single_accuracy'])} | "
+                         f"all incl. two-distortion: {_pct(res['accuracy'])} (n={res['n']}), unparsed {res['n_unparsed']} |")
+        else:
+            lines.append(f"| {title} | {res['n']} | {_pct(res['accuracy'])} | unparsed {res['n_unparsed']} |")
+    for name, acc in table["baselines"].items():
+        lines.append(f"| FR rating (A/B), {name} baseline | {table['FR rating (A/B)']['n']} | {_pct(acc)} | score-based, same pairs |")
+    lines += ["", f"Timings (s): {json.dumps(timings)}", ""]
+    for png, title in ((loss_png, "Training loss"), (confusion_png, "NR identification confusion"),
+                       (examples_png, "Held-out examples")):
+        if png:
+            lines += [f"## {title}", "", f"![{title}]({png.relative_to(out)})", ""]
+    if shown:
+        lines += ["## What the model says", ""]
+        for ex in shown:
+            lines += [f"**{ex['id']}** — {ex['query']}", "",
+                      f"- brief ({_conf(ex['brief_confidence'])}): {ex['brief']}",
+                      f"- detail ({_conf(ex['detail_confidence'])}): {ex['detail']}",
+                      f"- ground truth: {ex['truth']}", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None or x != x else f"{100 * x:.1f}%"
+
+
+def _conf(x: float | None) -> str:
+    return "confidence n/a" if x is None else f"confidence {x:.2f}"
+
+
+def run_demo(out: str | Path = "demo_out", minutes: float = 10.0, recipe: str | None = None, samples: int = 8000,
+             test_samples: int = 560, size: int = 64, fresh: bool = False, overrides: list[str] | None = None) -> dict:
+    """The whole demo; returns the results table (also written to ``out/results.json``)."""
+    from depictqa.infer.assessor import Assessor
+
+    out = Path(out)
+    recipe = recipe or str(Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    synthesise(out, samples, test_samples, size, fresh)
+    timings["synth"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    # ~70% of the budget trains; synthesis and evaluation take the rest.
+    ckpt = train(out, recipe, max(0.2, 0.7 * minutes), fresh, list(overrides or []))
+    timings["train"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    assessor = Assessor.from_pretrained(ckpt, batch_size=32)
+    table = evaluate(out, assessor)
+    timings["evaluate"] = round(time.perf_counter() - t0, 1)
+    print("[4/5] the model's answers on three held-out comparisons")
+    shown = examples(assessor, out / "data" / "test")
+    for ex in shown:
+        print(f"  {ex['id']}: brief: {ex['brief']!r} ({_conf(ex['brief_confidence'])})\n"
+              f"           detail: {ex['detail'][:160]!r}\n           truth: {ex['truth'][:160]!r}")
+    report = write_report(out, table, shown, timings)
+    summary = {title: {k: v for k, v in row.items() if k != "result"} | _headline(row) for title, row in table.items()
+               if title != "baselines"}
+    summary["baselines"] = table["baselines"]
+    (out / "results.json").write_text(json.dumps({"table": summary, "timings": timings, "checkpoint": str(ckpt)},
+                                                  indent=1))
+    print("[5/5] results")
+    print(report.read_text().split("\nTimings")[0])
+    print(f"report: {report}\ncheckpoint: {ckpt}\nfigures: {out / 'figures'}")
+    return summary
+
+
+def _headline(row: dict[str, Any]) -> dict[str, Any]:
+    res = row["result"]
+    keep = ("accuracy", "single_accuracy", "multi_accuracy", "n_single", "n_unparsed", "accuracy_fr", "accuracy_nr")
+    return {k: res[k] for k in keep if k in res}
