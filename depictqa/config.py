@@ -69,6 +69,9 @@ class OptimSchema:
     schedule: str = "cosine"
     min_lr_ratio: float = 0.0
     grad_clip: Optional[float] = 1.0
+    # token: mean over all answer tokens of the batch (long answers weigh more); sample: mean of
+    # per-sample means (a one-word label weighs as much as a paragraph).
+    loss_reduction: str = "token"
 
 
 @dataclass
@@ -106,7 +109,8 @@ CHOICES = {"model.template": ("depictqa-vicuna", "compact", "chat"),
            "optim.schedule": ("cosine", "linear", "constant"),
            "trainer.strategy": ("auto", "ddp", "ddp_spawn", "fsdp", "fsdp2", "deepspeed"),
            "logger.name": ("csv", "wandb", "none"),
-           "trainer.checkpoint_mode": ("max", "min")}
+           "trainer.checkpoint_mode": ("max", "min"),
+           "optim.loss_reduction": ("token", "sample")}
 
 
 def _read(path: str | os.PathLike) -> DictConfig:

@@ -42,10 +42,11 @@ class DepictQATask(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         out = self.model(batch)
         bs = batch.num_samples
-        self.log("train/loss", out.loss, prog_bar=True, batch_size=bs)
+        loss = out.sample_loss.mean() if self.recipe.optim.loss_reduction == "sample" else out.loss
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/token_acc", out.correct.float() / out.tokens.clamp(min=1), batch_size=bs)
         self.log("train/answer_tokens", out.tokens.float(), reduce_fx="sum", batch_size=bs)
-        return out.loss
+        return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         out = self.model(batch)

@@ -1,0 +1,61 @@
+"""A CI-sized demo end to end: report files, a loss that falls, numbers that `depictqa evaluate` reproduces."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from depictqa.demo import EVALS
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from depictqa.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    summary = run_demo(out, minutes=0.6, samples=300, test_samples=56, size=48,
+                       overrides=["trainer.max_steps=40", "data.batch_size=8", "trainer.checkpoint_every_n_steps=20"])
+    return out, summary
+
+
+def test_demo_writes_the_report_and_figures(demo):
+    out, summary = demo
+    report = (out / "report.md").read_text()
+    assert "| NR identification (single distortion)" in report and "PSNR baseline" in report
+    for png in ("loss.png", "confusion_nr.png", "examples.png"):
+        assert (out / "figures" / png).stat().st_size > 1000
+    assert (out / "run/checkpoints/last/trainable.safetensors").is_file()
+    assert set(summary) == {title for *_, title in EVALS} | {"baselines"}
+    assert 0.0 <= summary["baselines"]["PSNR"] <= 1.0
+
+
+def test_demo_loss_falls(demo):
+    out, _ = demo
+    rows = list(csv.DictReader(open(next((out / "run/logs").rglob("metrics.csv")))))
+    losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    assert len(losses) >= 4 and losses[-1] < losses[0]
+
+
+def test_demo_numbers_are_reproduced_by_evaluate(demo, tmp_path):
+    out, summary = demo
+    for stem, _task, metric, title in EVALS:
+        proc = subprocess.run([sys.executable, "-m", "depictqa.cli", "evaluate", "--pred",
+                               str(out / "eval" / f"pred_{stem}.json"), "--gt", str(out / "data/test" / f"{stem}.json"),
+                               "--metric", metric, "--out", str(tmp_path / stem)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads((tmp_path / stem / "results.json").read_text())[metric]
+        assert result["accuracy"] == pytest.approx(summary[title]["accuracy"], nan_ok=True)
+
+
+def test_second_run_reuses_data_and_checkpoint(demo, capsys):
+    from depictqa.demo import run_demo
+
+    out, summary = demo
+    before = (out / "run/checkpoints/last/trainable.safetensors").stat().st_mtime
+    again = run_demo(out, minutes=0.6, samples=300, test_samples=56, size=48)
+    printed = capsys.readouterr().out
+    assert "reusing synthesised data" in printed and "reusing checkpoint" in printed
+    assert (out / "run/checkpoints/last/trainable.safetensors").stat().st_mtime == before
+    assert again["NR rating (A/B)"]["accuracy"] == pytest.approx(summary["NR rating (A/B)"]["accuracy"], nan_ok=True)
