@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from depictqa.data.collate import Item, budget_batches, collate
 from depictqa.data.images import ImageConfig, image_token_grid

@@ -53,8 +53,6 @@ def save_pretrained(model: DepictQAModel, recipe: DictConfig, directory: str | o
 def load_pretrained(directory: str | os.PathLike, device: str | torch.device | None = None,
                     overrides: list[str] | None = None) -> DepictQAModel:
     """Rebuild the model from a checkpoint directory (safetensors and JSON only)."""
-    from safetensors.torch import load_file
-
     ckpt = Path(directory)
     if not (ckpt / RECIPE).is_file() or not (ckpt / WEIGHTS).is_file():
         raise CheckpointError(f"{directory} is not a depictqa checkpoint (needs {RECIPE} and {WEIGHTS})")

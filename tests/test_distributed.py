@@ -9,7 +9,6 @@ different tasks, prompts and images), and the test checks that the counts match.
 import copy
 
 import lightning as L
-import pytest
 import torch
 from torch.utils.data import DataLoader
 

@@ -109,12 +109,3 @@ def budget_batches(items: Iterable[Item], max_tokens: int, max_samples: int | No
     if group:
         yield group
 
-
-def padding_waste(lengths: Sequence[Sequence[int]], packed: bool) -> float:
-    """Fraction of positions that are padding for batches with these sample lengths."""
-    used = sum(sum(b) for b in lengths)
-    if packed:
-        total = sum(sum(b) for b in lengths)
-    else:
-        total = sum(max(b) * len(b) for b in lengths)
-    return 1.0 - used / total if total else 0.0

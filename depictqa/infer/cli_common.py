@@ -81,3 +81,22 @@ def print_answer(result: Any, as_json: bool) -> int:
     if result.probabilities:
         print("probabilities: " + ", ".join(f"{k}={v:.3f}" for k, v in result.probabilities.items()))
     return 0
+
+
+def open_assessor(args: argparse.Namespace, images: list[tuple[str, str | None]]) -> tuple[Any, int]:
+    """Check the image paths and options, load the checkpoint: ``(assessor, 0)`` or ``(None, exit code)``."""
+    from pathlib import Path
+
+    from depictqa.checkpoint import CheckpointError
+    from depictqa.commands.common import fail
+
+    for name, path in images:
+        if path is not None and not Path(path).is_file():
+            return None, fail(f"{name} {path} does not exist")
+    problem = check_generation_arguments(args) or check_checkpoint(args.ckpt)
+    if problem:
+        return None, fail(problem)
+    try:
+        return load_assessor(args, batch_size=1), 0
+    except CheckpointError as err:
+        return None, fail(str(err))

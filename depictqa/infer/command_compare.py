@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from depictqa.infer.cli_common import (add_generation_arguments, add_model_arguments, check_checkpoint,
-                                       check_generation_arguments, generation_kwargs, load_assessor, print_answer)
+from depictqa.infer.cli_common import add_generation_arguments, add_model_arguments, generation_kwargs, open_assessor, print_answer
 
 HELP = "Compare two images' quality (Image A vs Image B) with a trained checkpoint."
 EXAMPLES = """  depictqa compare a.png b.png --ckpt runs/tiny/checkpoints/last
@@ -25,20 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from depictqa.commands.common import fail
-
-    for name, path in (("image_a", args.image_a), ("image_b", args.image_b), ("--ref", args.ref)):
-        if path is not None and not Path(path).is_file():
-            return fail(f"{name} {path} does not exist")
-    problem = check_generation_arguments(args) or check_checkpoint(args.ckpt)
-    if problem:
-        return fail(problem)
-    from depictqa.checkpoint import CheckpointError
-
-    try:
-        assessor = load_assessor(args, batch_size=1)
-    except CheckpointError as err:
-        return fail(str(err))
+    assessor, code = open_assessor(args, [("image_a", args.image_a), ("image_b", args.image_b), ("--ref", args.ref)])
+    if assessor is None:
+        return code
     result = assessor.compare(args.image_a, args.image_b, reference=args.ref, style=args.style, query=args.query,
                               **generation_kwargs(args))
     return print_answer(result, args.json)

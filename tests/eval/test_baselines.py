@@ -1,7 +1,3 @@
-import json
-
-import pytest
-
 from depictqa.eval import load_ground_truth, pair_choice, rating_baselines, run_baselines
 
 from conftest import noisy, smooth_image  # noqa: E402  (tests/eval is on sys.path under pytest rootdir import)

@@ -3,7 +3,6 @@ import sys
 import types
 
 import numpy as np
-import pytest
 
 from depictqa.cli import main
 from depictqa.data.schema import Sample
