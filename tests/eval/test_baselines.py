@@ -1,6 +1,6 @@
 from depictqa.eval import load_ground_truth, pair_choice, rating_baselines, run_baselines
 
-from conftest import noisy, smooth_image  # noqa: E402  (tests/eval is on sys.path under pytest rootdir import)
+from tests.eval.conftest import noisy, smooth_image
 
 
 def test_every_metric_prefers_less_noise():
