@@ -14,23 +14,59 @@ from typing import Any
 import lightning as L
 import torch
 
-from depictqa.checkpoint import save_pretrained, save_state
+from depictqa.checkpoint import gather_weights, save_pretrained, save_state
 
 
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    sd = optimizer.state_dict()
-    tensors = {f"state.{idx}.{k}": v if torch.is_tensor(v) else torch.tensor(v)
-               for idx, st in sd["state"].items() for k, v in st.items()}
-    return tensors, {"param_groups": sd["param_groups"]}
+def optimizer_tensors(optimizer: torch.optim.Optimizer,
+                      sharded: torch.nn.Module | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimiser state as flat tensors + JSON info.
+
+    ``sharded``: the module the optimiser's parameters belong to when FSDP shards them; the state
+    is then gathered into full tensors keyed by parameter name (every rank must call this).
+    """
+    if sharded is not None:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        sd = get_optimizer_state_dict(sharded, optimizer,
+                                      options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        keys = "name"
+    else:
+        sd, keys = optimizer.state_dict(), "index"
+    tensors = {f"state.{idx}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu()
+               for idx, st in sd.get("state", {}).items() for k, v in st.items()}
+    return tensors, {"param_groups": sd.get("param_groups", []), "optimizer_keys": keys}
 
 
-def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict[str, Any],
+                      sharded: torch.nn.Module | None = None) -> None:
+    """Inverse of :func:`optimizer_tensors` (``sharded``: as there; state saved by name is re-sharded)."""
+    by_name = info.get("optimizer_keys") == "name"
+    state: dict[Any, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("state."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+            owner, name = key[len("state."):].rsplit(".", 1)
+            state.setdefault(owner if by_name else int(owner), {})[name] = value
+    sd = {"state": state, "param_groups": info["param_groups"]}
+    if by_name != (sharded is not None):
+        raise ValueError("this checkpoint's optimiser state was saved "
+                         f"{'sharded (FSDP)' if by_name else 'unsharded'}; resume it with the same kind of strategy")
+    if sharded is not None:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        set_optimizer_state_dict(sharded, optimizer, sd, options=StateDictOptions(full_state_dict=True))
+    else:
+        optimizer.load_state_dict(sd)
+
+
+def sharded_root(trainer: L.Trainer, pl_module: L.LightningModule) -> torch.nn.Module | None:
+    """The module whose parameters FSDP shards (None when nothing is sharded)."""
+    from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+
+    if isinstance(trainer.strategy, FSDPStrategy):
+        return trainer.strategy.model  # the FSDP-wrapped LightningModule
+    if isinstance(trainer.strategy, ModelParallelStrategy):
+        return pl_module
+    return None
 
 
 class DepictQACheckpoint(L.Callback):
@@ -71,9 +107,15 @@ class DepictQACheckpoint(L.Callback):
         step = trainer.global_step
         self._last_saved = step
         target = self.dirpath / f"step-{step:07d}"
+        # Collective under FSDP: every rank gathers, rank 0 writes.
+        root = sharded_root(trainer, pl_module)
+        fsdp1 = root is not None and root is not pl_module
+        weights, tensors, info = {}, {}, {}
+        if root is not None or trainer.is_global_zero:
+            weights = gather_weights(pl_module.model, root if fsdp1 else None)
+            tensors, info = optimizer_tensors(trainer.optimizers[0], root)
         if trainer.is_global_zero:
-            save_pretrained(pl_module.model, pl_module.recipe, target)
-            tensors, info = optimizer_tensors(trainer.optimizers[0])
+            save_pretrained(pl_module.model, pl_module.recipe, target, weights=weights)
             tensors["rng.torch"] = torch.get_rng_state()
             info.update(global_step=step, epoch=trainer.current_epoch,
                         scheduler=_json_safe(trainer.lr_scheduler_configs[0].scheduler.state_dict()))
@@ -95,7 +137,7 @@ def _json_safe(state: dict[str, Any]) -> dict[str, Any]:
 
 def restore_training_state(trainer: L.Trainer, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
     """Load optimiser, scheduler, step counters and torch RNG into a freshly started trainer."""
-    restore_optimizer(trainer.optimizers[0], tensors, info)
+    restore_optimizer(trainer.optimizers[0], tensors, info, sharded_root(trainer, trainer.lightning_module))
     scheduler = trainer.lr_scheduler_configs[0].scheduler
     scheduler.load_state_dict({**scheduler.state_dict(), **info["scheduler"]})
     loop = trainer.fit_loop.epoch_loop

@@ -34,17 +34,72 @@ def _custom_tokenizer(recipe: DictConfig) -> bool:
     return isinstance(spec, DictConfig) or (spec is None and recipe.model.llm.get("path") is None)
 
 
-def save_pretrained(model: DepictQAModel, recipe: DictConfig, directory: str | os.PathLike) -> Path:
-    """Write the checkpoint layout above (without ``state/``) to ``directory``."""
+# Wrapper modules FSDP1 and activation checkpointing insert into parameter names.
+_WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+
+
+def clean_name(name: str) -> str:
+    for prefix in _WRAPPER_PREFIXES:
+        name = name.replace(prefix, "")
+    return name
+
+
+def gather_weights(model: DepictQAModel, root: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """The weights a checkpoint holds (``trainable_state_dict`` plus LoRA weights) as full CPU tensors.
+
+    Works on a plain, DDP, FSDP1 (``root``: the FSDP-wrapped root module) or FSDP2 model. Under
+    FSDP every rank must call it (it all-gathers); ranks other than 0 may get an empty dict.
+    """
+    from torch.distributed.tensor import DTensor
+
+    def wanted() -> dict[str, torch.Tensor]:
+        lora = {n: p for n, p in model.named_parameters() if "lora_" in n}
+        return {**model.trainable_state_dict(), **lora}
+
+    fsdp1 = root is not None and _has_fsdp1(root)
+    if fsdp1:
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        # Gathers unit by unit; rank 0 gets full CPU tensors, the other ranks their shards back.
+        with FSDP.summon_full_params(root, writeback=False, rank0_only=True, offload_to_cpu=True):
+            if torch.distributed.get_rank() != 0:
+                return {}
+            return {clean_name(n): t.detach().to("cpu").clone().contiguous() for n, t in wanted().items()}
+    out = {}
+    for name, tensor in wanted().items():  # same order on every rank: the all-gathers pair up
+        if isinstance(tensor, DTensor):
+            tensor = tensor.full_tensor()
+        out[clean_name(name)] = tensor.detach().to("cpu").contiguous()
+    return out
+
+
+def _has_fsdp1(module: torch.nn.Module) -> bool:
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    return any(isinstance(m, FSDP) for m in module.modules())
+
+
+def save_pretrained(model: DepictQAModel, recipe: DictConfig, directory: str | os.PathLike,
+                    weights: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write the checkpoint layout above (without ``state/``) to ``directory``.
+
+    ``weights``: what :func:`gather_weights` returned, for a sharded model (read from ``model``
+    when omitted).
+    """
     from safetensors.torch import save_file
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     save_recipe(recipe, out / RECIPE)
-    weights = {k: v.detach().to("cpu").contiguous() for k, v in model.trainable_state_dict().items()}
-    save_file(weights, str(out / WEIGHTS), metadata={"format": "depictqa", "version": "1"})
+    if weights is None:
+        weights = gather_weights(model)
+    lora_prefix = "llm.model."
+    lora = {k[len(lora_prefix):]: v for k, v in weights.items() if "lora_" in k and k.startswith(lora_prefix)}
+    plain = {k: v for k, v in weights.items() if "lora_" not in k}
+    save_file(plain, str(out / WEIGHTS), metadata={"format": "depictqa", "version": "1"})
     if getattr(model.llm, "is_lora", False):
-        model.llm.model.save_pretrained(str(out / ADAPTER))
+        # PEFT picks the adapter's tensors out of the state dict it is given (full, not sharded).
+        model.llm.model.save_pretrained(str(out / ADAPTER), state_dict=lora)
     if _custom_tokenizer(recipe):
         model.tokenizer.save_pretrained(str(out / TOKENIZER))
     return out

@@ -29,7 +29,7 @@ def synthesise(out: Path, samples: int, test_samples: int, size: int, fresh: boo
     shutil.rmtree(out / "data", ignore_errors=True)
     print(f"[1/5] synthesising {samples} training + {test_samples} held-out samples -> {out / 'data'}")
     return build_dataset(out / "data", samples=samples, seed=0, workers=workers, size=size,
-                         test_samples=test_samples, progress=True)
+                         test_samples=test_samples, progress=True, mix="demo")
 
 
 def train(out: Path, recipe_path: str, minutes: float, fresh: bool, overrides: list[str]) -> Path:
@@ -194,8 +194,8 @@ def _conf(x: float | None) -> str:
     return "confidence n/a" if x is None else f"confidence {x:.2f}"
 
 
-def run_demo(out: str | Path = "demo_out", minutes: float = 10.0, recipe: str | None = None, samples: int = 8000,
-             test_samples: int = 560, size: int = 64, fresh: bool = False, overrides: list[str] | None = None) -> dict:
+def run_demo(out: str | Path = "demo_out", minutes: float = 10.0, recipe: str | None = None, samples: int = 20000,
+             test_samples: int = 2800, size: int = 64, fresh: bool = False, overrides: list[str] | None = None) -> dict:
     """The whole demo; returns the results table (also written to ``out/results.json``)."""
     from depictqa.infer.assessor import Assessor
 

@@ -51,8 +51,16 @@ class DepictQAModel(nn.Module):
         """How many LLM positions an image of this (padded) size takes."""
         return self.projector.num_tokens((height // self.patch_size) * (width // self.patch_size))
 
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels [..., 3, H, W] -> float32 normalised with the encoder's mean/std."""
+        shape = (3, 1, 1)
+        mean = torch.tensor(self.encoder.mean, device=pixels.device).view(shape)
+        std = torch.tensor(self.encoder.std, device=pixels.device).view(shape)
+        return (pixels.float() / 255.0 - mean) / std
+
     def encode_images(self, pixels: list[torch.Tensor]) -> list[torch.Tensor]:
-        """``pixels``: list of [3, H, W] -> list of [M_i, hidden] (same order)."""
+        """``pixels``: list of [3, H, W], uint8 (normalised here, on the model's device) or float
+        (already normalised) -> list of [M_i, hidden] (same order)."""
         groups: dict[tuple[int, int], list[int]] = {}
         for i, p in enumerate(pixels):
             groups.setdefault(tuple(p.shape[-2:]), []).append(i)
@@ -61,6 +69,8 @@ class DepictQAModel(nn.Module):
         grad = torch.enable_grad() if (self.train_encoder and self.training) else torch.no_grad()
         for idx in groups.values():
             stacked = torch.stack([pixels[i] for i in idx])
+            if stacked.dtype == torch.uint8:
+                stacked = self.normalise(stacked)
             if self.encoder_dtype is not None:
                 stacked = stacked.to(self.encoder_dtype)
             with grad:
@@ -117,12 +127,19 @@ class DepictQAModel(nn.Module):
         encoder/LLM parts) and every weight of a part that was randomly initialised."""
         lora = getattr(self.llm, "is_lora", False)
         out = {}
-        for name, param in self.named_parameters():
+        params = dict(self.named_parameters())
+        for name, param in params.items():
             if not param.requires_grad and name.split(".", 1)[0] not in self.random_parts:
                 continue
             if lora and name.startswith("llm.") and "lora_" in name:
                 continue  # saved as a PEFT adapter folder instead
             out[name] = param.detach()
+        # Persistent buffers that training changes (BatchNorm statistics) travel with their part.
+        trained = {n.split(".", 1)[0] for n, p in params.items() if p.requires_grad} | self.random_parts
+        for name, value in self.state_dict(keep_vars=True).items():
+            if isinstance(value, nn.Parameter) or name.split(".", 1)[0] not in trained or "lora_" in name:
+                continue  # parameters (tied ones appear here under a second name) are handled above
+            out[name] = value.detach()
         return out
 
     def parameter_counts(self) -> dict[str, tuple[int, int]]:

@@ -57,6 +57,27 @@ def test_save_load_gives_identical_logits(tmp_path, model, recipe):
     torch.testing.assert_close(loaded(batch).sample_loss, before)
 
 
+def test_checkpoint_keeps_batchnorm_statistics_of_a_trained_stem(tmp_path):
+    import depictqa
+    from depictqa.build import build_model
+
+    recipe = tiny_recipe("model.encoder={name: tiny-vit, train: full, patch_size: 8, embed_dim: 32, depth: 1, "
+                         "num_heads: 2, grid: 4, stem: conv, mscn: true, stem_bn: true}")
+    torch.manual_seed(0)
+    model = build_model(recipe, texts=TEXTS)
+    batch = collate(mixed_items(model))
+    model.train()
+    with torch.no_grad():
+        model(batch)  # updates the running statistics
+    model.eval()
+    before = model(batch).sample_loss
+    stats = {n for n in model.trainable_state_dict() if n.endswith(("running_mean", "running_var"))}
+    assert stats  # BatchNorm buffers travel with the trained encoder
+    depictqa.save_pretrained(model, recipe, tmp_path / "ckpt")
+    loaded = depictqa.load_pretrained(tmp_path / "ckpt")
+    torch.testing.assert_close(loaded(batch).sample_loss, before)
+
+
 def test_lora_checkpoint_is_a_peft_adapter_plus_projector(tmp_path):
     import depictqa
     from depictqa.build import build_model
@@ -95,3 +116,18 @@ def test_not_a_checkpoint_is_refused(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"\x80\x04not a pickle we would ever load")
     with pytest.raises(CheckpointError, match="not a depictqa checkpoint"):
         depictqa.load_pretrained(tmp_path)
+
+
+def test_uint8_pixels_are_normalised_by_the_model_like_float_pixels(model):
+    from PIL import Image
+
+    from depictqa.data.images import ImageConfig, prepare_images
+    from tests.conftest import random_image
+
+    image = Image.fromarray(random_image(0, 40, 52))
+    geometry = dict(short_side=32, max_long_side=48, min_size=16, mean=model.encoder.mean, std=model.encoder.std)
+    as_float = prepare_images({"a": image}, ImageConfig(**geometry), model.patch_size)["a"]
+    as_uint8 = prepare_images({"a": image}, ImageConfig(**geometry, uint8=True), model.patch_size)["a"]
+    assert as_uint8.dtype == torch.uint8 and as_uint8.shape == as_float.shape
+    torch.testing.assert_close(model.normalise(as_uint8), as_float)
+    torch.testing.assert_close(model.encode_images([as_uint8])[0], model.encode_images([as_float])[0])

@@ -6,6 +6,10 @@ one sample into normalised ``[3, H, W]`` tensors: aspect kept, downscaled (never
 short side is ≤ ``short_side`` and the long side ≤ ``max_long_side``, an optional training crop,
 then padded at the bottom/right to ≥ ``min_size`` and a multiple of the patch size. All images of
 a sample share one geometry and one crop, so a reference and its distorted versions stay aligned.
+
+Resampling is antialiased bicubic, done by ``torch.nn.functional.interpolate`` on the uint8
+pixels: it matches PIL's bicubic resize to within one grey level and runs about 4x faster on a
+CPU core (0.34 vs 1.42 ms for 512x384 -> 298x224; ``benchmarks/data_throughput.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ class ImageConfig:
     ``pad``: ``"black"`` pads with zero *pixels* before normalisation (the official code's choice,
     so the released weights see what they were trained on); ``"mean"`` pads with zeros *after*
     normalisation (the CLIP mean colour).
+    ``uint8``: hand back uint8 pixels (padding in the pad colour) instead of normalised floats;
+    :class:`~depictqa.model.DepictQAModel` normalises them on its device. A quarter of the bytes
+    to copy between DataLoader workers and to the GPU, and no float work in the workers.
     """
 
     short_side: int = 224
@@ -48,6 +55,7 @@ class ImageConfig:
     std: tuple[float, float, float] = CLIP_STD
     max_pixels: int = 64_000_000
     pad: str = "black"
+    uint8: bool = False
 
 
 def load_image(data: ImageInput, where: str = "", max_pixels: int = 64_000_000) -> Image.Image:
@@ -169,6 +177,13 @@ def _crop_box(height: int, width: int, crop: tuple[float, float],
     return left, top, left + cw, top + ch
 
 
+def resize_uint8(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """uint8 ``[3, H, W]`` -> uint8 ``[3, height, width]``, antialiased bicubic (as PIL's BICUBIC)."""
+    out = torch.nn.functional.interpolate(pixels.unsqueeze(0), size=(height, width), mode="bicubic",
+                                          antialias=True, align_corners=False)
+    return out[0]
+
+
 def prepare_images(images: Mapping[str, Image.Image], cfg: ImageConfig, patch_size: int,
                    rng: random.Random | None = None) -> dict[str, torch.Tensor]:
     """RGB images of one sample -> normalised float tensors ``[3, H, W]``, H and W multiples of
@@ -190,20 +205,23 @@ def prepare_images(images: Mapping[str, Image.Image], cfg: ImageConfig, patch_si
     ph, pw = _pad_to(th, cfg, patch_size), _pad_to(tw, cfg, patch_size)
     mean = torch.tensor(cfg.mean, dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(cfg.std, dtype=torch.float32).view(3, 1, 1)
-    fill = (-mean / std) if cfg.pad == "black" else torch.zeros(3, 1, 1)
+    if cfg.uint8:
+        fill = torch.zeros(3, 1, 1, dtype=torch.uint8) if cfg.pad == "black" else \
+            torch.tensor([round(255 * m) for m in cfg.mean], dtype=torch.uint8).view(3, 1, 1)
+    else:
+        fill = (-mean / std) if cfg.pad == "black" else torch.zeros(3, 1, 1)
     out: dict[str, torch.Tensor] = {}
     for name, image in images.items():
         if image.mode != "RGB":
             image = _to_rgb(image)
         if image.size != (width, height):
             image = image.resize((width, height), Image.Resampling.BICUBIC)
-        if (tw, th) == (box[2] - box[0], box[3] - box[1]):
-            resized = image.crop(box) if box != (0, 0, width, height) else image
-        else:
-            # resize with box= crops and resamples in one pass, antialiased when shrinking
-            resized = image.resize((tw, th), Image.Resampling.BICUBIC, box=box)
-        pixels = torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1)
+        cropped = image.crop(box) if box != (0, 0, width, height) else image
+        # HWC array viewed as CHW: a channels-last tensor, the layout interpolate's uint8 path wants.
+        pixels = torch.from_numpy(np.array(cropped, dtype=np.uint8)).permute(2, 0, 1)
+        if (tw, th) != cropped.size:
+            pixels = resize_uint8(pixels, th, tw)
         tensor = fill.expand(3, ph, pw).clone()
-        tensor[:, :th, :tw] = (pixels.float().div_(255.0) - mean).div_(std)
+        tensor[:, :th, :tw] = pixels if cfg.uint8 else (pixels.float().div_(255.0) - mean).div_(std)
         out[name] = tensor
     return out

@@ -6,6 +6,12 @@ embedding with stride-2 3x3 convolutions (Xiao et al., "Early convolutions help 
 better"): a linear patch projection cannot measure local energy (noise level, sharpness) by
 itself, and a from-scratch model trained for minutes learns those low-level cues far faster with a
 convolutional stem.
+
+``mscn=True`` also feeds the stem each colour channel's mean-subtracted contrast-normalised (MSCN)
+coefficients, ``(x - mu) / (sigma + c)`` with a 7x7 Gaussian window (Mittal et al., BRISQUE, 2012).
+They are the classic hand-made cue of no-reference IQA: noise, blur, blocking and banding change
+their statistics whatever the scene's brightness and contrast. A from-scratch encoder trained for
+minutes on a CPU identifies distortions markedly better with them (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -17,30 +23,77 @@ from torch import nn
 from depictqa.encoders.base import CLIP_MEAN, CLIP_STD
 
 
-def conv_stem(patch_size: int, embed_dim: int) -> nn.Sequential:
-    """3x3 stride-2 convolutions down to ``patch_size`` (a power of two), then a 1x1 to the width."""
+def conv_stem(patch_size: int, embed_dim: int, in_channels: int = 3, batch_norm: bool = False) -> nn.Sequential:
+    """3x3 stride-2 convolutions down to ``patch_size`` (a power of two), then a 1x1 to the width.
+
+    ``batch_norm``: BatchNorm after each 3x3 convolution. It normalises over the batch, so unlike a
+    per-image norm it keeps each image's absolute brightness and contrast, and it lets a stem
+    trained from scratch learn faster (running statistics at inference)."""
     steps = patch_size.bit_length() - 1
     if 2 ** steps != patch_size:
         raise ValueError(f"stem 'conv' needs a power-of-two patch_size, got {patch_size}")
     layers: list[nn.Module] = []
-    width = 3
+    width = in_channels
     for i in range(steps):
         out = min(embed_dim, 16 * 2 ** i)
-        # No normalisation: it would erase the absolute brightness and contrast the model must judge.
-        layers += [nn.Conv2d(width, out, 3, stride=2, padding=1), nn.GELU()]
+        # No per-image normalisation: it would erase the brightness and contrast the model must judge.
+        layers += [nn.Conv2d(width, out, 3, stride=2, padding=1), *([nn.BatchNorm2d(out)] if batch_norm else []),
+                   nn.GELU()]
         width = out
-    return nn.Sequential(*layers, nn.Conv2d(width, embed_dim, 1))
+    stem = nn.Sequential(*layers, nn.Conv2d(width, embed_dim, 1))
+    # He initialisation: PyTorch's default shrinks the activation variance about threefold per
+    # layer, so after five layers the tokens barely depend on the image and a from-scratch VLM
+    # learns to ignore them before the encoder can catch up.
+    for conv in stem:
+        if isinstance(conv, nn.Conv2d):
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+    return stem
+
+
+def gaussian_window(size: int = 7, sigma: float = 7 / 6) -> torch.Tensor:
+    t = torch.arange(size, dtype=torch.float32) - size // 2
+    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    return g / g.sum()
+
+
+class MSCN(nn.Module):
+    """Per-channel MSCN coefficients of ``[B, C, H, W]`` pixels in [0, 1] (separable Gaussian window)."""
+
+    def __init__(self, size: int = 7, sigma: float = 7 / 6, c: float = 1 / 255) -> None:
+        super().__init__()
+        self.register_buffer("window", gaussian_window(size, sigma), persistent=False)
+        self.c = c
+
+    def _smooth(self, x: torch.Tensor) -> torch.Tensor:
+        ch, k = x.shape[1], self.window.numel()
+        w = self.window.to(x.dtype)
+        x = F.conv2d(F.pad(x, (k // 2, k // 2, 0, 0), mode="reflect"), w.view(1, 1, 1, k).expand(ch, 1, 1, k), groups=ch)
+        return F.conv2d(F.pad(x, (0, 0, k // 2, k // 2), mode="reflect"), w.view(1, 1, k, 1).expand(ch, 1, k, 1), groups=ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = self._smooth(x)
+        sigma = (self._smooth(x * x) - mu * mu).clamp_min(0).sqrt()
+        return (x - mu) / (sigma + self.c)
 
 
 class TinyViT(nn.Module):
     def __init__(self, patch_size: int = 14, embed_dim: int = 128, depth: int = 4, num_heads: int = 4,
-                 mlp_ratio: float = 2.0, grid: int = 16, stem: str = "patch") -> None:
+                 mlp_ratio: float = 2.0, grid: int = 16, stem: str = "patch", mscn: bool = False, stem_bn: bool = False) -> None:
         super().__init__()
         self.patch_size, self.embed_dim = patch_size, embed_dim
         self.mean, self.std = CLIP_MEAN, CLIP_STD
         if stem not in ("patch", "conv"):
             raise ValueError(f"stem must be 'patch' or 'conv', got {stem!r}")
-        self.patch = conv_stem(patch_size, embed_dim) if stem == "conv" else nn.Conv2d(3, embed_dim, patch_size, stride=patch_size)
+        channels = 6 if mscn else 3
+        self.mscn = MSCN() if mscn else None
+        if mscn:
+            self.register_buffer("mean_", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
+            self.register_buffer("std_", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
+        if stem_bn and stem != "conv":
+            raise ValueError("stem_bn needs stem='conv'")
+        self.patch = (conv_stem(patch_size, embed_dim, channels, stem_bn) if stem == "conv"
+                      else nn.Conv2d(channels, embed_dim, patch_size, stride=patch_size))
         self.pos = nn.Parameter(torch.randn(1, embed_dim, grid, grid) * 0.02)
         self.blocks = nn.ModuleList(
             nn.TransformerEncoderLayer(embed_dim, num_heads, int(embed_dim * mlp_ratio), dropout=0.0,
@@ -50,6 +103,10 @@ class TinyViT(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> [B, (H/p)*(W/p), D]"""
+        if self.mscn is not None:
+            # The pipeline hands CLIP-normalised pixels; MSCN is computed on [0, 1] intensities.
+            raw = pixels.float() * self.std_ + self.mean_
+            pixels = torch.cat([pixels, 0.5 * self.mscn(raw).to(pixels.dtype)], 1)
         x = self.patch(pixels)
         pos = F.interpolate(self.pos, size=x.shape[-2:], mode="bilinear", align_corners=False)
         x = (x + pos).flatten(2).transpose(1, 2)
@@ -62,6 +119,8 @@ class TinyViT(nn.Module):
 
 
 def build_tiny_vit(patch_size: int = 14, embed_dim: int = 128, depth: int = 4, num_heads: int = 4,
-                   mlp_ratio: float = 2.0, grid: int = 16, stem: str = "patch") -> TinyViT:
-    """Small from-scratch ViT for CPU recipes."""
-    return TinyViT(patch_size, embed_dim, depth, num_heads, mlp_ratio, grid, stem)
+                   mlp_ratio: float = 2.0, grid: int = 16, stem: str = "patch", mscn: bool = False,
+                   stem_bn: bool = False) -> TinyViT:
+    """Small from-scratch ViT for CPU recipes (``mscn``: MSCN coefficients as extra input channels;
+    ``stem_bn``: BatchNorm in the conv stem)."""
+    return TinyViT(patch_size, embed_dim, depth, num_heads, mlp_ratio, grid, stem, mscn, stem_bn)

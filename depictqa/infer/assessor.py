@@ -29,7 +29,7 @@ def image_config(model: Any, recipe: Any = None) -> ImageConfig:
     """Inference geometry: the recipe's ``data.image`` sizes (no training crop), the encoder's mean/std."""
     enc = model.encoder
     cfg = ImageConfig(mean=tuple(getattr(enc, "mean", ImageConfig.mean)),
-                      std=tuple(getattr(enc, "std", ImageConfig.std)))
+                      std=tuple(getattr(enc, "std", ImageConfig.std)), uint8=True)
     block = recipe.get("data", {}).get("image", {}) if recipe is not None else {}
     for key in ("short_side", "max_long_side", "min_size", "max_pixels", "pad"):
         if block.get(key) is not None:

@@ -38,6 +38,20 @@ MIX: tuple[tuple[str, Kind, float], ...] = (
     ("detailed", Kind("compare", "detail", False), 0.02), ("detailed", Kind("compare", "detail", True), 0.02),
     ("regulariser", Kind("caption", "caption", False), 0.05),
 )
+# The demo's mix: a from-scratch model on 2 CPU cores learns to see distortions fastest from short
+# answers that name them, so one-word identification and A/B answers dominate (they are also the
+# cheapest samples to train on); every other style stays in so the demo can show all of them.
+DEMO_MIX: tuple[tuple[str, Kind, float], ...] = (
+    ("brief", Kind("assess", "single", False), 0.26), ("brief", Kind("assess", "single", True), 0.16),
+    ("brief", Kind("assess", "brief", False), 0.05), ("brief", Kind("assess", "brief", True), 0.03),
+    ("brief", Kind("compare", "single", False), 0.16), ("brief", Kind("compare", "single", True), 0.16),
+    ("brief", Kind("compare", "brief", False), 0.03), ("brief", Kind("compare", "brief", True), 0.02),
+    ("brief", Kind("assess", "level", False), 0.03), ("brief", Kind("assess", "level", True), 0.01),
+    ("detailed", Kind("assess", "detail", False), 0.02), ("detailed", Kind("assess", "detail", True), 0.01),
+    ("detailed", Kind("compare", "detail", False), 0.01), ("detailed", Kind("compare", "detail", True), 0.01),
+    ("regulariser", Kind("caption", "caption", False), 0.04),
+)
+MIXES = {"dq": MIX, "demo": DEMO_MIX}
 SOURCES = ("brief", "detailed", "regulariser")
 # held-out test files: one per official task + style
 TEST_KINDS = tuple(Kind(t, s, r) for t, styles in (("assess", ("single", "brief", "detail", "level")),
@@ -111,11 +125,14 @@ def encode_png(pixels: np.ndarray) -> bytes:
             + chunk(b"IDAT", data) + chunk(b"IEND", b""))
 
 
-def plan(samples: int, seed: int) -> list[tuple[str, Kind]]:
-    """The kind of every training sample, drawn from ``MIX`` with its own seeded RNG."""
-    weights = np.array([w for _, _, w in MIX])
-    picks = np.random.default_rng([seed, 2]).choice(len(MIX), size=samples, p=weights / weights.sum())
-    return [(MIX[p][0], MIX[p][1]) for p in picks]
+def plan(samples: int, seed: int, mix: str = "dq") -> list[tuple[str, Kind]]:
+    """The kind of every training sample, drawn from ``MIXES[mix]`` with its own seeded RNG."""
+    if mix not in MIXES:
+        raise ValueError(f"unknown mix {mix!r}; valid: {', '.join(MIXES)}")
+    table = MIXES[mix]
+    weights = np.array([w for _, _, w in table])
+    picks = np.random.default_rng([seed, 2]).choice(len(table), size=samples, p=weights / weights.sum())
+    return [(table[p][0], table[p][1]) for p in picks]
 
 
 def _map(jobs: list, fn, workers: int, photos: list[SourceImage]) -> Iterator:
@@ -220,8 +237,11 @@ def check_disjoint(boxes: dict[str, list[tuple[str, list[int]]]]) -> None:
 def build_dataset(out_dir: str | os.PathLike, samples: int = 1000, seed: int = 0, workers: int = 1,
                   size: int = 224, test_samples: int = 0, clean_rate: float = 0.05,
                   images: str | os.PathLike | None = None, samples_per_shard: int = 1000,
-                  progress: bool = False) -> dict[str, Any]:
-    """Write the dataset (see module docstring) and return the manifest dict."""
+                  progress: bool = False, mix: str = "dq") -> dict[str, Any]:
+    """Write the dataset (see module docstring) and return the manifest dict.
+
+    ``mix``: ``"dq"`` (task/style shares after DQ-495K) or ``"demo"`` (identification- and
+    A/B-heavy, for from-scratch CPU training)."""
     if samples < 0 or test_samples < 0 or not 0 <= clean_rate <= 1 or size < 32:
         raise ValueError("need samples >= 0, test_samples >= 0, 0 <= clean_rate <= 1, size >= 32")
     out = Path(out_dir)
@@ -236,11 +256,11 @@ def build_dataset(out_dir: str | os.PathLike, samples: int = 1000, seed: int = 0
     cfg = Config(seed=seed, size=size, clean_rate=clean_rate)
     counts: dict[str, Counter] = {k: Counter() for k in ("task_style", "category", "severity", "subtype")}
     boxes: dict = {}
-    kinds = plan(samples, seed)
+    kinds = plan(samples, seed, mix)
     shards, tests = _write(out, kinds, test_samples, cfg, workers, photos, samples_per_shard, counts, boxes,
                            progress)
     check_disjoint(boxes)
-    manifest = {"version": VERSION, "seed": seed, "size": size, "clean_rate": clean_rate,
+    manifest = {"version": VERSION, "seed": seed, "size": size, "clean_rate": clean_rate, "mix": mix,
                 "samples": samples, "per_source": {s: sum(1 for k in kinds if k[0] == s) for s in SOURCES},
                 "counts": {k: dict(sorted(v.items())) for k, v in counts.items()},
                 "shards": {s: [os.path.relpath(p, out) for p in ps] for s, ps in shards.items()},

@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-samples", type=int, default=0, help="held-out test samples over all test files")
     parser.add_argument("--clean-rate", type=float, default=0.05, help="share of assess images left clean")
     parser.add_argument("--samples-per-shard", type=int, default=1000)
+    parser.add_argument("--mix", choices=("dq", "demo"), default="dq",
+                        help="task/style shares: dq (after DQ-495K) or demo (identification/A-B heavy)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         manifest = build_dataset(args.out, samples=args.samples, seed=args.seed, workers=args.workers,
                                  size=args.size, test_samples=args.test_samples, clean_rate=args.clean_rate,
                                  images=args.images, samples_per_shard=args.samples_per_shard,
-                                 progress=True)
+                                 progress=True, mix=args.mix)
     except ValueError as err:
         print(f"depictqa synth: {err}", file=sys.stderr)
         return 2

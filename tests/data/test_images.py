@@ -128,3 +128,19 @@ def test_group_of_different_sizes_resized_to_the_first() -> None:
     cfg = ImageConfig()
     out = prepare_images({"ref": Image.new("RGB", (400, 300)), "a": Image.new("RGB", (200, 100))}, cfg, 14)
     assert out["ref"].shape == out["a"].shape == (3, 224, 308)
+
+
+def test_resampling_matches_pil_bicubic_and_uint8_output_matches_float() -> None:
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:300, 0:400].astype(np.float32)
+    photo = np.clip(np.stack([x / 2, y / 1.5, (x + y) / 3], -1) + rng.normal(0, 15, (300, 400, 3)), 0, 255)
+    image = Image.fromarray(photo.astype(np.uint8))
+    cfg = ImageConfig(short_side=120, max_long_side=400, min_size=16, uint8=True)
+    got = prepare_images({"a": image}, cfg, patch_size=8)["a"]
+    assert got.dtype == torch.uint8 and tuple(got.shape) == (3, 120, 160)
+    pil = np.asarray(image.resize((160, 120), Image.Resampling.BICUBIC)).astype(int)
+    diff = np.abs(got.permute(1, 2, 0).numpy().astype(int) - pil)
+    assert diff.max() <= 2 and diff.mean() < 0.05
+    as_float = prepare_images({"a": image}, ImageConfig(short_side=120, max_long_side=400, min_size=16), 8)["a"]
+    mean, std = torch.tensor(cfg.mean).view(3, 1, 1), torch.tensor(cfg.std).view(3, 1, 1)
+    torch.testing.assert_close((got.float() / 255 - mean) / std, as_float)

@@ -99,3 +99,21 @@ def test_user_images_folder_skips_bad_files(tmp_path):
     assert [i.id for i in images] == ["user/ok.png"]
     assert len(skipped) == 2 and any("tiny" in s for s in skipped) and any("broken" in s for s in skipped)
     assert 0 < TEST_SPLIT < 1
+
+
+def test_mixes_follow_their_weights_and_unknown_mix_is_refused():
+    from collections import Counter
+
+    from depictqa.synth.build import DEMO_MIX, MIX, plan
+
+    n = 20000
+    for name, table in (("dq", MIX), ("demo", DEMO_MIX)):
+        counts = Counter(kind for _, kind in plan(n, seed=0, mix=name))
+        total = sum(w for _, _, w in table)
+        for _, kind, weight in table:
+            assert abs(counts[kind] / n - weight / total) < 0.01, (name, kind)
+    demo = Counter((k.task, k.style) for _, k in plan(n, seed=0, mix="demo"))
+    dq = Counter((k.task, k.style) for _, k in plan(n, seed=0, mix="dq"))
+    assert demo[("assess", "single")] > 1.5 * dq[("assess", "single")]  # identification-heavy
+    with pytest.raises(ValueError, match="unknown mix 'dq2'"):
+        plan(10, seed=0, mix="dq2")
