@@ -35,6 +35,7 @@ class DepictQATask(L.LightningModule):
         self.recipe = recipe
         self._resume_state = resume_state
         self.validators: list[Any] = []  # callables (task, batch) -> dict of metrics, see depictqa.eval
+        self.data_stats: dict[int, dict[str, Any]] = {}  # DataLoader worker -> its latest running counts
 
     def forward(self, batch: Batch) -> Any:
         return self.model(batch)
@@ -46,7 +47,32 @@ class DepictQATask(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/token_acc", out.correct.float() / out.tokens.clamp(min=1), batch_size=bs)
         self.log("train/answer_tokens", out.tokens.float(), reduce_fx="sum", batch_size=bs)
+        if batch.data_stats is not None:
+            self._log_data_stats(batch.data_stats)
         return loss
+
+    def data_summary(self) -> tuple[int, dict[str, int]]:
+        """(samples read, skipped by reason) on this rank, summed over its DataLoader workers."""
+        skipped: dict[str, int] = {}
+        for stats in self.data_stats.values():
+            for reason, n in stats["skipped"].items():
+                skipped[reason] = skipped.get(reason, 0) + n
+        return sum(s["seen"] for s in self.data_stats.values()), skipped
+
+    def _log_data_stats(self, stats: dict[str, Any]) -> None:
+        self.data_stats[stats["worker"]] = stats
+        seen, skipped = self.data_summary()
+        self.log("data/seen", float(seen), batch_size=1)
+        self.log("data/skipped", float(sum(skipped.values())), batch_size=1)
+        for reason, n in skipped.items():
+            self.log(f"data/skipped_{reason}", float(n), batch_size=1)
+
+    def on_train_end(self) -> None:
+        seen, skipped = self.data_summary()
+        if skipped:
+            from lightning.pytorch.utilities import rank_zero_info
+
+            rank_zero_info(f"data: skipped {sum(skipped.values())} of {seen} samples read: {skipped}")
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         out = self.model(batch)

@@ -95,3 +95,32 @@ def test_fit_cli_bad_recipe_exits_2():
     proc = subprocess.run([sys.executable, "-m", "depictqa.cli", "fit", str(ROOT / "recipes/tiny.yaml"),
                            "model.projector.name=nope"], capture_output=True, text=True)
     assert proc.returncode == 2 and "valid: abstractor, linear, mlp" in proc.stderr
+
+
+def test_skipped_samples_are_counted_across_workers_and_logged(tmp_path, caplog):
+    import csv
+    import logging
+    import re
+
+    from depictqa.data.schema import Sample
+    from depictqa.data.shards import write_shards
+    from depictqa.train import fit
+
+    good = write_tiny_shards(tmp_path / "good", n=20, prefix="good", per_shard=5)
+    conv = [{"from": "human", "value": "What distortion does the image have?"}, {"from": "gpt", "value": "Noise"}]
+    bad = [Sample(f"bad{i}", "assess", False, conv, style="single", images={"a": b"\x89PNG-not-really"})
+           for i in range(4)]
+    write_shards(bad, tmp_path / "bad", prefix="bad", samples_per_shard=2)
+    recipe = tiny_recipe(f"data.sources={{good: {{shards: '{tmp_path}/good/*.tar', weight: 1}}, "
+                         f"bad: {{shards: '{tmp_path}/bad/*.tar', weight: 1}}}}",
+                         "data.resampled=false", "data.samples_per_epoch=null", "data.num_workers=2",
+                         "data.max_skip_rate=0.9", "data.batch_size=4", f"out_dir={tmp_path / 'run'}",
+                         "trainer.max_steps=40", "trainer.log_every_n_steps=1", "logger={name: csv}")
+    with caplog.at_level(logging.INFO):
+        fit(recipe)
+    rows = [r for r in csv.DictReader(open(next((tmp_path / "run/logs").rglob("metrics.csv")))) if r.get("data/skipped")]
+    # Once both workers have read their shards in full, every corrupt sample is counted once, by reason.
+    assert max(float(r["data/skipped"]) for r in rows) == 4
+    assert max(float(r["data/skipped_bad_image"]) for r in rows) == 4
+    # The end-of-training summary (the run stops at max_steps, mid-epoch: up to 4 skipped so far).
+    assert re.search(r"data: skipped [1-4] of \d+ samples read: \{'bad_image': [1-4]\}", caplog.text)

@@ -50,6 +50,8 @@ class Batch:
     styles: list[str] = field(default_factory=list)
     meta: list[dict[str, Any]] = field(default_factory=list)
     num_images: list[int] = field(default_factory=list)  # per sample, to find its slice of ``pixels``
+    # The producing DataLoader worker's running counts: {"worker", "seen", "yielded", "skipped": {reason: n}}.
+    data_stats: dict[str, Any] | None = None
 
     def to(self, device: torch.device | str) -> "Batch":
         move = {k: getattr(self, k).to(device) for k in ("input_ids", "image_mask", "labels", "position_ids",
@@ -57,7 +59,7 @@ class Batch:
         mask = None if self.attention_mask is None else self.attention_mask.to(device)
         return Batch(**move, attention_mask=mask, pixels=[p.to(device) for p in self.pixels],
                      num_samples=self.num_samples, keys=self.keys, tasks=self.tasks, styles=self.styles,
-                     meta=self.meta, num_images=self.num_images)
+                     meta=self.meta, num_images=self.num_images, data_stats=self.data_stats)
 
     @property
     def padding_fraction(self) -> float:

@@ -47,9 +47,20 @@ class BatchedStream(IterableDataset):
         to_skip = self.skip // workers + (1 if wid < self.skip % workers else 0)
         groups = (budget_batches(self.items, self.max_tokens, self.batch_size) if self.max_tokens
                   else _fixed(self.items, self.batch_size))
+        pending = None  # one batch held back, so the last one leaves with the final counts
         for i, group in enumerate(groups):
             if i >= to_skip:
-                yield collate(group, pad_id=self.pad_id, packed=self.packed)
+                if pending is not None:
+                    yield self._counted(pending, wid)
+                pending = collate(group, pad_id=self.pad_id, packed=self.packed)
+        if pending is not None:
+            yield self._counted(pending, wid)
+
+    def _counted(self, batch: Batch, worker: int) -> Batch:
+        """Attach this worker's running read/skip counts (the task sums them over workers)."""
+        if hasattr(self.items, "stats"):
+            batch.data_stats = {"worker": worker, **self.items.stats}
+        return batch
 
 
 def _fixed(items: Any, size: int) -> Iterator[list[Item]]:
