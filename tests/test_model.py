@@ -131,3 +131,17 @@ def test_uint8_pixels_are_normalised_by_the_model_like_float_pixels(model):
     assert as_uint8.dtype == torch.uint8 and as_uint8.shape == as_float.shape
     torch.testing.assert_close(model.normalise(as_uint8), as_float)
     torch.testing.assert_close(model.encode_images([as_uint8])[0], model.encode_images([as_float])[0])
+
+
+def test_collated_images_of_one_shape_share_one_storage(model):
+    # Fewer shared-memory segments per batch leaving a DataLoader worker; values unchanged.
+    items = mixed_items(model)
+    batch = collate(items)
+    originals = [p for item in items for p in item.pixels]
+    assert len(batch.pixels) == len(originals)
+    for got, want in zip(batch.pixels, originals):
+        assert torch.equal(got, want)
+    by_shape = {}
+    for p in batch.pixels:
+        by_shape.setdefault(tuple(p.shape), set()).add(p.untyped_storage().data_ptr())
+    assert len(by_shape) > 1 and all(len(ptrs) == 1 for ptrs in by_shape.values())

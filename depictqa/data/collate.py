@@ -89,10 +89,25 @@ def collate(items: Sequence[Item], pad_id: int = 0, packed: bool = False) -> Bat
             start += n
     attention_mask = None if packed else (sample_ids >= 0).long()
     return Batch(input_ids, image_mask, labels, position_ids, sample_ids, attention_mask,
-                 pixels=[p for item in items for p in item.pixels], num_samples=len(items),
+                 pixels=_one_storage_per_shape([p for item in items for p in item.pixels]), num_samples=len(items),
                  keys=[it.key for it in items], tasks=[it.task for it in items],
                  styles=[it.style for it in items], meta=[it.meta for it in items],
                  num_images=[len(it.pixels) for it in items])
+
+
+def _one_storage_per_shape(pixels: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The same tensors as views into one stacked tensor per shape: a batch leaving a DataLoader
+    worker then needs one shared-memory segment per shape instead of one per image."""
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(pixels):
+        groups.setdefault((tuple(p.shape), p.dtype), []).append(i)
+    out: list[torch.Tensor] = list(pixels)
+    for idx in groups.values():
+        if len(idx) > 1:
+            stacked = torch.stack([pixels[i] for i in idx])
+            for j, i in enumerate(idx):
+                out[i] = stacked[j]
+    return out
 
 
 def budget_batches(items: Iterable[Item], max_tokens: int, max_samples: int | None = None) -> Iterator[list[Item]]:
