@@ -51,7 +51,22 @@ def build_model(recipe: DictConfig, texts: Iterable[str] | None = None) -> Depic
         encoder.to(enc_dtype)
     model = DepictQAModel(encoder, projector, llm, template=recipe.model.template,
                           train_encoder=(enc_mode == "full"), encoder_dtype=enc_dtype)
+    if recipe.model.get("encoder_cache_gb", 0) > 0:
+        model.feature_cache = _feature_cache(recipe, enc_mode or "frozen")
     # Parts with random initial weights cannot be rebuilt from a path: checkpoints keep all of them.
     model.random_parts = {part for part, kwargs in (("encoder", enc_kwargs), ("llm", llm_kwargs))
                           if not (kwargs.get("path") or kwargs.get("checkpoint") or kwargs.get("pretrained"))}
     return model
+
+
+def _feature_cache(recipe: DictConfig, enc_mode: str):
+    from depictqa.config import RecipeError
+    from depictqa.feature_cache import FeatureCache
+
+    if enc_mode != "frozen":
+        raise RecipeError(f"model.encoder_cache_gb needs model.encoder.train: frozen (got {enc_mode!r}): "
+                          "a trained encoder's features change every step")
+    if recipe.get("data", {}).get("image", {}).get("crop") is not None:
+        raise RecipeError("model.encoder_cache_gb needs data.image.crop: null: random crops make every "
+                          "view of an image different")
+    return FeatureCache(int(recipe.model.encoder_cache_gb * 2**30))

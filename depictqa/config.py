@@ -58,6 +58,9 @@ class ModelSchema:
     llm: dict[str, Any] = field(default_factory=dict)
     template: str = "depictqa-vicuna"
     encoder_dtype: Optional[str] = None
+    # > 0: cache frozen-encoder tokens by image content, up to this many GiB of host memory
+    # (needs encoder.train: frozen and no data.image.crop; depictqa/feature_cache.py)
+    encoder_cache_gb: float = 0.0
 
 
 @dataclass
@@ -92,6 +95,9 @@ class TrainerSchema:
     checkpoint_mode: str = "max"
     val_generate: bool = True  # validation also generates `single` answers and scores them
     activation_checkpointing: bool = False
+    # torch.compile each LLM decoder layer (dynamic shapes: native-resolution batches vary in length)
+    compile: bool = False
+    compile_backend: str = "inductor"  # "aot_eager" checks the traced graph without a C++ compiler
 
 
 @dataclass
@@ -110,7 +116,8 @@ CHOICES = {"model.template": ("depictqa-vicuna", "compact", "chat"),
            "trainer.strategy": ("auto", "ddp", "ddp_spawn", "fsdp", "fsdp2", "deepspeed"),
            "logger.name": ("csv", "wandb", "none"),
            "trainer.checkpoint_mode": ("max", "min"),
-           "optim.loss_reduction": ("token", "sample")}
+           "optim.loss_reduction": ("token", "sample"),
+           "trainer.compile_backend": ("inductor", "aot_eager", "eager", "cudagraphs")}
 
 
 def _read(path: str | os.PathLike) -> DictConfig:

@@ -38,6 +38,7 @@ class DepictQAModel(nn.Module):
         self.train_encoder = train_encoder
         self.encoder_dtype = encoder_dtype
         self.random_parts: set[str] = set()  # parts whose frozen weights a checkpoint must also keep
+        self.feature_cache: Any = None  # depictqa.feature_cache.FeatureCache (frozen encoder only)
 
     @property
     def tokenizer(self) -> Any:
@@ -58,34 +59,53 @@ class DepictQAModel(nn.Module):
         std = torch.tensor(self.encoder.std, device=pixels.device).view(shape)
         return (pixels.float() / 255.0 - mean) / std
 
-    def encode_images(self, pixels: list[torch.Tensor]) -> list[torch.Tensor]:
+    def encode_images(self, pixels: list[torch.Tensor], keys: list[str] | None = None) -> list[torch.Tensor]:
         """``pixels``: list of [3, H, W], uint8 (normalised here, on the model's device) or float
-        (already normalised) -> list of [M_i, hidden] (same order)."""
+        (already normalised) -> list of [M_i, hidden] (same order). ``keys``: content keys for the
+        feature cache (used when the model has one and the encoder is frozen)."""
         groups: dict[tuple[int, int], list[int]] = {}
         for i, p in enumerate(pixels):
             groups.setdefault(tuple(p.shape[-2:]), []).append(i)
         out: list[torch.Tensor | None] = [None] * len(pixels)
-        # A frozen encoder runs without autograd (and in its own dtype): no activations kept.
-        grad = torch.enable_grad() if (self.train_encoder and self.training) else torch.no_grad()
         for idx in groups.values():
-            stacked = torch.stack([pixels[i] for i in idx])
-            if stacked.dtype == torch.uint8:
-                stacked = self.normalise(stacked)
-            if self.encoder_dtype is not None:
-                stacked = stacked.to(self.encoder_dtype)
-            with grad:
-                feats = self.encoder(stacked)
+            feats = self._encoder_features([pixels[i] for i in idx], None if keys is None else [keys[i] for i in idx])
             proj_dtype = next(self.projector.parameters()).dtype
             tokens = self.projector(feats.to(proj_dtype))
             for j, i in enumerate(idx):
                 out[i] = tokens[j]
         return out  # type: ignore[return-value]
 
+    def _encoder_features(self, pixels: list[torch.Tensor], keys: list[str] | None) -> torch.Tensor:
+        """Encoder tokens [B, N, D] of same-shape images, from the feature cache where it has them."""
+        training_encoder = self.train_encoder and self.training
+        cache = self.feature_cache if keys is not None and not self.train_encoder else None
+        feats: list[torch.Tensor | None] = [None] * len(pixels)
+        if cache is not None:
+            for j, key in enumerate(keys):
+                hit = cache.get(key)
+                if hit is not None:
+                    feats[j] = hit.to(pixels[j].device, non_blocking=True)
+        todo = [j for j, f in enumerate(feats) if f is None]
+        if todo:
+            stacked = torch.stack([pixels[j] for j in todo])
+            if stacked.dtype == torch.uint8:
+                stacked = self.normalise(stacked)
+            if self.encoder_dtype is not None:
+                stacked = stacked.to(self.encoder_dtype)
+            # A frozen encoder runs without autograd (and in its own dtype): no activations kept.
+            with torch.enable_grad() if training_encoder else torch.no_grad():
+                computed = self.encoder(stacked)
+            for k, j in enumerate(todo):
+                feats[j] = computed[k]
+                if cache is not None:
+                    cache.put(keys[j], computed[k])
+        return torch.stack(feats)  # type: ignore[arg-type]
+
     def embed(self, batch: Batch) -> torch.Tensor:
         """[R, L] ids + images -> [R, L, hidden] input embeddings."""
         embeds = self.llm.embed(batch.input_ids)
         if batch.pixels:
-            image_tokens = torch.cat(self.encode_images(batch.pixels)).to(embeds.dtype)
+            image_tokens = torch.cat(self.encode_images(batch.pixels, batch.image_keys)).to(embeds.dtype)
             n_slots = int(batch.image_mask.sum())
             if image_tokens.shape[0] != n_slots:
                 raise ValueError(f"the prompt has {n_slots} image positions but the images gave "

@@ -32,7 +32,19 @@ from omegaconf import DictConfig
 from torch import nn
 
 __all__ = ["precision_for", "make_strategy", "wrap_classes", "apply_activation_checkpointing", "shard_fsdp2",
-           "clip_sharded_gradients"]
+           "clip_sharded_gradients", "compile_llm_blocks"]
+
+
+def compile_llm_blocks(model: nn.Module, backend: str = "inductor") -> int:
+    """``torch.compile`` each LLM decoder layer in place (per block, as torchtitan does: the graphs
+    stay small, FSDP's per-block all-gathers stay outside them, and a new sequence length costs one
+    recompile of one block type, not of the whole model). ``dynamic=True`` because packed and
+    native-resolution batches change length every step. Returns the number of blocks compiled."""
+    classes = tuple(model.llm.wrap_classes())
+    blocks = [m for m in model.llm.modules() if isinstance(m, classes)]
+    for block in blocks:
+        block.compile(backend=backend, dynamic=True)
+    return len(blocks)
 
 
 def precision_for(recipe: DictConfig) -> str:

@@ -49,6 +49,9 @@ class DepictQATask(L.LightningModule):
         self.log("train/answer_tokens", out.tokens.float(), reduce_fx="sum", batch_size=bs)
         if batch.data_stats is not None:
             self._log_data_stats(batch.data_stats)
+        cache = self.model.feature_cache
+        if cache is not None and cache.hits + cache.misses:
+            self.log("data/encoder_cache_hit_rate", cache.hits / (cache.hits + cache.misses), batch_size=1)
         return loss
 
     def data_summary(self) -> tuple[int, dict[str, int]]:
@@ -110,10 +113,16 @@ class DepictQATask(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def configure_model(self) -> None:
-        """fsdp2 shards here; auto/ddp turn on activation checkpointing here; fsdp does both itself."""
+        """Compile LLM blocks when asked; fsdp2 shards here; auto/ddp turn on activation checkpointing
+        here; fsdp does both itself."""
         from lightning.pytorch.strategies import ModelParallelStrategy
 
         t = self.recipe.trainer
+        if t.compile and not getattr(self, "_compiled", False):  # before sharding: FSDP2 wraps compiled blocks
+            from depictqa.strategies import compile_llm_blocks
+
+            compile_llm_blocks(self.model, t.compile_backend)
+            self._compiled = True
         if isinstance(self.trainer.strategy, ModelParallelStrategy):
             if not getattr(self, "_sharded", False):  # fit may call this more than once
                 from depictqa.strategies import shard_fsdp2

@@ -27,6 +27,7 @@ class Item:
     task: str = ""
     style: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    image_keys: list[str] | None = None  # content keys for the frozen-encoder feature cache
 
     def __len__(self) -> int:
         return len(self.encoded)
@@ -52,6 +53,7 @@ class Batch:
     num_images: list[int] = field(default_factory=list)  # per sample, to find its slice of ``pixels``
     # The producing DataLoader worker's running counts: {"worker", "seen", "yielded", "skipped": {reason: n}}.
     data_stats: dict[str, Any] | None = None
+    image_keys: list[str] | None = None  # one per image in ``pixels`` (feature cache), or None
 
     def to(self, device: torch.device | str) -> "Batch":
         move = {k: getattr(self, k).to(device) for k in ("input_ids", "image_mask", "labels", "position_ids",
@@ -59,7 +61,8 @@ class Batch:
         mask = None if self.attention_mask is None else self.attention_mask.to(device)
         return Batch(**move, attention_mask=mask, pixels=[p.to(device) for p in self.pixels],
                      num_samples=self.num_samples, keys=self.keys, tasks=self.tasks, styles=self.styles,
-                     meta=self.meta, num_images=self.num_images, data_stats=self.data_stats)
+                     meta=self.meta, num_images=self.num_images, data_stats=self.data_stats,
+                     image_keys=self.image_keys)
 
     @property
     def padding_fraction(self) -> float:
@@ -92,7 +95,9 @@ def collate(items: Sequence[Item], pad_id: int = 0, packed: bool = False) -> Bat
                  pixels=_one_storage_per_shape([p for item in items for p in item.pixels]), num_samples=len(items),
                  keys=[it.key for it in items], tasks=[it.task for it in items],
                  styles=[it.style for it in items], meta=[it.meta for it in items],
-                 num_images=[len(it.pixels) for it in items])
+                 num_images=[len(it.pixels) for it in items],
+                 image_keys=([k for it in items for k in it.image_keys]
+                             if all(it.image_keys is not None for it in items) else None))
 
 
 def _one_storage_per_shape(pixels: list[torch.Tensor]) -> list[torch.Tensor]:

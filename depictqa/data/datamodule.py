@@ -24,7 +24,13 @@ def sample_to_item(model: Any, sample: Sample, with_answer: bool = True) -> Item
     counts = [model.image_tokens(int(p.shape[-2]), int(p.shape[-1])) for p in pixels]
     query, answer = sample.conversations[0]["value"], sample.conversations[1]["value"]
     encoded = model.prompts.encode(sample.task, sample.reference, query, answer if with_answer else None, counts)
-    return Item(encoded, pixels, key=sample.key, task=sample.task, style=sample.style, meta=sample.meta)
+    keys = None
+    if getattr(model, "feature_cache", None) is not None:
+        from depictqa.feature_cache import image_key
+
+        keys = [image_key(p) for p in pixels]
+    return Item(encoded, pixels, key=sample.key, task=sample.task, style=sample.style, meta=sample.meta,
+                image_keys=keys)
 
 
 class BatchedStream(IterableDataset):
