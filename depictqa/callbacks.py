@@ -109,10 +109,9 @@ class DepictQACheckpoint(L.Callback):
         target = self.dirpath / f"step-{step:07d}"
         # Collective under FSDP: every rank gathers, rank 0 writes.
         root = sharded_root(trainer, pl_module)
-        fsdp1 = root is not None and root is not pl_module
         weights, tensors, info = {}, {}, {}
         if root is not None or trainer.is_global_zero:
-            weights = gather_weights(pl_module.model, root if fsdp1 else None)
+            weights = gather_weights(pl_module.model, root)
             tensors, info = optimizer_tensors(trainer.optimizers[0], root)
         if trainer.is_global_zero:
             save_pretrained(pl_module.model, pl_module.recipe, target, weights=weights)

@@ -47,7 +47,8 @@ def clean_name(name: str) -> str:
 def gather_weights(model: DepictQAModel, root: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
     """The weights a checkpoint holds (``trainable_state_dict`` plus LoRA weights) as full CPU tensors.
 
-    Works on a plain, DDP, FSDP1 (``root``: the FSDP-wrapped root module) or FSDP2 model. Under
+    Works on a plain, DDP, FSDP1 or FSDP2 model (``root``: the module FSDP wraps or shards; FSDP1 is
+    told apart by its wrapper modules, FSDP2 by its DTensor parameters). Under
     FSDP every rank must call it (it all-gathers); ranks other than 0 may get an empty dict.
     """
     from torch.distributed.tensor import DTensor

@@ -77,12 +77,7 @@ def test_fsdp2_checkpoint_gathers_full_weights_and_optimizer_state(tmp_path):
     from depictqa.callbacks import optimizer_tensors
     from depictqa.checkpoint import gather_weights, load_state
 
-    try:
-        mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    except Exception as err:  # pragma: no cover - depends on the torch build
-        if "gloo" in str(err).lower() and "not" in str(err).lower():
-            pytest.skip(f"FSDP2 on CPU/gloo unavailable here: {err}")
-        raise
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     model = _build()
     optimizer = _step(model)
     expected = gather_weights(model)
