@@ -53,7 +53,9 @@ def build(shape: str, device: str) -> tuple[Any, Any]:
         recipe = load_recipe(ROOT / "recipes" / "tiny.yaml")
         return build_model(recipe, texts=TEXTS).eval().to(device), recipe
     recipe = load_recipe(ROOT / "recipes" / "base.yaml", overrides=SEVEN_B)
-    model = build_model(recipe, texts=TEXTS).eval().to(device, torch.bfloat16)
+    with torch.device(device):  # random init on the device: a 7B init on the host takes minutes
+        model = build_model(recipe, texts=TEXTS)
+    model = model.eval().to(device, torch.bfloat16)
     return model, recipe
 
 

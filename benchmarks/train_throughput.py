@@ -219,7 +219,9 @@ def main() -> None:
               "flops": "4*N_llm*tokens + 2*N_enc*patches (frozen-base LoRA step; see the module docstring)",
               "results": {}}
     for attn in ("sdpa", "depictqa_varlen"):
-        model = build(shape, attn).to(device)
+        with device:  # random init on the device: a 7B init on the host takes minutes
+            model = build(shape, attn)
+        model.to(device)
         report["params"] = {k: {"total": t, "trainable": tr} for k, (t, tr) in model.parameter_counts().items()}
         for name in ("fixed", "mix"):
             n = 4 * (steps + warmup) if not args.smoke else 16

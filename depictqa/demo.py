@@ -7,6 +7,7 @@ reused on a second run unless ``fresh`` is set.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -195,7 +196,8 @@ def _conf(x: float | None) -> str:
 
 
 def run_demo(out: str | Path = "demo_out", minutes: float = 10.0, recipe: str | None = None, samples: int = 20000,
-             test_samples: int = 2800, size: int = 64, fresh: bool = False, overrides: list[str] | None = None) -> dict:
+             test_samples: int = 2800, size: int = 64, fresh: bool = False, overrides: list[str] | None = None,
+             workers: int | None = None) -> dict:
     """The whole demo; returns the results table (also written to ``out/results.json``)."""
     from depictqa.infer.assessor import Assessor
 
@@ -203,7 +205,7 @@ def run_demo(out: str | Path = "demo_out", minutes: float = 10.0, recipe: str | 
     recipe = recipe or str(Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    synthesise(out, samples, test_samples, size, fresh)
+    synthesise(out, samples, test_samples, size, fresh, workers=workers or max(1, min(16, os.cpu_count() or 1)))
     timings["synth"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
     # ~70% of the budget trains; synthesis and evaluation take the rest.

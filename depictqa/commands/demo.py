@@ -7,7 +7,7 @@ import argparse
 HELP = "synthesise data, train the tiny recipe, evaluate against PSNR/SSIM, show answers, write a report"
 EXAMPLES = """  depictqa demo                                  # ~10 minutes on 2 CPU cores, writes demo_out/report.md
   depictqa demo --minutes 3 --samples 3000       # quicker, weaker
-  depictqa demo --recipe recipes/small_gpu.yaml --samples 40000 --out demo_gpu   # on a GPU
+  depictqa demo --recipe recipes/small_gpu.yaml --samples 40000 --size 128 --out demo_gpu   # on a GPU
   depictqa demo --fresh                          # ignore the data and checkpoint of an earlier run"""
 
 
@@ -18,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=20000, help="training samples to synthesise")
     parser.add_argument("--test-samples", type=int, default=2800, help="held-out samples (over 14 test files)")
     parser.add_argument("--size", type=int, default=64, help="synthesised image size in pixels")
+    parser.add_argument("--workers", type=int, default=None, help="synthesis processes (default: the CPU count, at most 16)")
     parser.add_argument("--fresh", action="store_true", help="re-synthesise and retrain")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides")
 
@@ -26,5 +27,6 @@ def run(args: argparse.Namespace) -> int:
     from depictqa.demo import run_demo
 
     run_demo(args.out, minutes=args.minutes, recipe=args.recipe, samples=args.samples,
-             test_samples=args.test_samples, size=args.size, fresh=args.fresh, overrides=args.overrides)
+             test_samples=args.test_samples, size=args.size, fresh=args.fresh, overrides=args.overrides,
+             workers=args.workers)
     return 0
