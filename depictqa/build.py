@@ -38,7 +38,14 @@ def build_model(recipe: DictConfig, texts: Iterable[str] | None = None) -> Depic
         llm_kwargs.pop("lora", None)
     if "texts" in inspect.signature(llms.REGISTRY.entry(llm_name).builder).parameters:
         template_texts = PromptBuilder(None, recipe.model.template).fixed_texts()
-        llm_kwargs["texts"] = None if texts is None else [*template_texts, *texts]
+        if texts is not None:
+            # Every prompt holds the template's texts once: weigh them so in the BPE corpus, or
+            # its merges never reach the role words ("ASSISTANT" would stay nine tokens).
+            texts = list(texts)
+            repeats = max(1, len(texts) // max(1, len(template_texts)))
+            llm_kwargs["texts"] = [*template_texts * repeats, *texts]
+        else:
+            llm_kwargs["texts"] = None
     llm = llms.build(llm_name, **llm_kwargs)
     _set_trainable(llm, llm_mode)
 

@@ -94,7 +94,10 @@ def test_two_process_ddp_equals_one_process_on_the_global_batch(tmp_path):
     for name, start in model.named_parameters():
         if not start.requires_grad:
             continue
-        torch.testing.assert_close(two["weights"][name], one["weights"][name], rtol=1e-4, atol=1e-5, msg=name)
+        # Adam divides by sqrt(v): a gradient near zero turns float-summation-order noise into a
+        # visible weight difference, so weights get 1% of one step (lr 1e-2); gradients are held tighter above.
+        torch.testing.assert_close(two["weights"][name], one["weights"][name], rtol=1e-4, atol=1e-4,
+                                   msg=lambda m: f"{name}: {m}")
         moved += not torch.equal(one["weights"][name], start.detach())
     assert moved > 10  # the steps did train
 

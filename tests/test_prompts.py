@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -81,3 +82,17 @@ def test_wrong_number_of_images_is_an_error(tokenizer):
         PromptBuilder(tokenizer, "compact").encode("compare", True, "q", "a", [2, 2])
     with pytest.raises(ValueError, match="unknown prompt template"):
         PromptBuilder(tokenizer, "vicuna")
+
+
+def test_a_tokenizer_trained_on_the_data_keeps_the_template_words_whole():
+    # Each prompt holds the template once, so the BPE corpus must weigh it as often as the data;
+    # once, "ASSISTANT" stayed nine byte tokens in every training sample.
+    from depictqa.build import build_model
+    from tests.conftest import tiny_recipe
+
+    rng = np.random.default_rng(0)
+    words = ["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), rng.integers(3, 9))) for _ in range(300)]
+    texts = [" ".join(rng.choice(words, 12)) for _ in range(2000)]  # a corpus whose own words compete for merges
+    model = build_model(tiny_recipe("model.llm.tokenizer.train.vocab_size=600"), texts=texts)
+    for word in ("USER", "ASSISTANT"):
+        assert len(model.tokenizer(word, add_special_tokens=False)["input_ids"]) == 1, word

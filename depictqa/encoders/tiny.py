@@ -12,6 +12,14 @@ coefficients, ``(x - mu) / (sigma + c)`` with a 7x7 Gaussian window (Mittal et a
 They are the classic hand-made cue of no-reference IQA: noise, blur, blocking and banding change
 their statistics whatever the scene's brightness and contrast. A from-scratch encoder trained for
 minutes on a CPU identifies distortions markedly better with them (docs/performance.md).
+
+``stats=True`` adds an embedding of :class:`GlobalStats` to every patch token: thirty fixed,
+whole-image measurements of the kind no-reference IQA models were built on before deep learning
+(colour and luminance moments, MSCN moments and neighbour products, Laplacian energy, 8x8 block
+edges, histogram gaps, colour count, local-contrast percentiles). Brightness, contrast, saturation,
+quantisation and compression are properties of the whole image; a small encoder trained from
+scratch for minutes learns to aggregate them slowly, while these statistics state them outright.
+The embedding (a BatchNorm and a two-layer MLP) is trained with the rest.
 """
 
 from __future__ import annotations
@@ -77,9 +85,89 @@ class MSCN(nn.Module):
         return (x - mu) / (sigma + self.c)
 
 
+def _percentiles(x: torch.Tensor, qs: tuple[float, ...]) -> list[torch.Tensor]:
+    """Per-row percentiles of ``[B, N]`` by sorting (``torch.quantile`` caps the input size)."""
+    v = x.sort(dim=1).values
+    n = v.shape[1] - 1
+    return [v[:, round(q * n)] for q in qs]
+
+
+class GlobalStats(nn.Module):
+    """Whole-image quality statistics of ``[B, 3, H, W]`` pixels in [0, 1] -> ``[B, 30]`` (no parameters).
+
+    Per channel: mean and std (6). Saturation: mean and std (2). Luminance: mean, std, 1st and 99th
+    percentile (4). Luminance MSCN: variance, mean |x|, kurtosis, horizontal and vertical neighbour
+    products (5). Laplacian: log variance and log mean |x| (2). Gradients: the mean |dx| on 8-pixel
+    block edges over the mean |dx| everywhere, the same for dy, log mean |dx|, the share of flat
+    steps in x and in y (5). Histogram of the 8-bit values: share of empty bins and entropy (2).
+    Distinct colours per pixel (1). Local contrast (the MSCN sigma): 10th, 50th, 90th percentile (3).
+    """
+
+    size = 30
+    LUMA = (0.299, 0.587, 0.114)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("luma", torch.tensor(self.LUMA).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("laplace", torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+                             .view(1, 1, 3, 3), persistent=False)
+        self.mscn = MSCN()
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float().clamp(0, 1)
+        b = x.shape[0]
+        flat = x.flatten(2)
+        y = (x * self.luma).sum(1, keepdim=True)  # [B, 1, H, W]
+        yf = y.flatten(1)
+        out = [flat.mean(2), flat.std(2)]
+        hi, lo = x.amax(1), x.amin(1)
+        sat = ((hi - lo) / (hi + 1e-3)).flatten(1)
+        out += [sat.mean(1, keepdim=True), sat.std(1, keepdim=True), yf.mean(1, keepdim=True), yf.std(1, keepdim=True)]
+        out += [p[:, None] for p in _percentiles(yf, (0.01, 0.99))]
+        mu = self.mscn._smooth(y)
+        sigma = (self.mscn._smooth(y * y) - mu * mu).clamp_min(0).sqrt()
+        m = (y - mu) / (sigma + self.mscn.c)
+        mf = m.flatten(1)
+        var = mf.var(1)
+        kurt = ((mf - mf.mean(1, keepdim=True)) ** 4).mean(1) / (var ** 2 + 1e-6)
+        out += [torch.stack([var, mf.abs().mean(1), kurt, (m[..., :, 1:] * m[..., :, :-1]).flatten(1).mean(1),
+                             (m[..., 1:, :] * m[..., :-1, :]).flatten(1).mean(1)], 1)]
+        lap = F.conv2d(y, self.laplace).flatten(1)
+        out += [torch.stack([(lap.var(1) + 1e-6).log(), (lap.abs().mean(1) + 1e-6).log()], 1)]
+        dx, dy = (y[..., :, 1:] - y[..., :, :-1]).abs(), (y[..., 1:, :] - y[..., :-1, :]).abs()
+        mdx, mdy = dx.flatten(1).mean(1), dy.flatten(1).mean(1)
+        edge_x = dx[..., :, 7::8].flatten(1).mean(1) if dx.shape[-1] > 7 else mdx
+        edge_y = dy[..., 7::8, :].flatten(1).mean(1) if dy.shape[-2] > 7 else mdy
+        out += [torch.stack([edge_x / (mdx + 1e-6), edge_y / (mdy + 1e-6), (mdx + 1e-6).log(),
+                             (dx < 1 / 255).flatten(1).float().mean(1), (dy < 1 / 255).flatten(1).float().mean(1)], 1)]
+        q = (flat * 255).round().long()  # [B, 3, HW]
+        hist = torch.zeros(b, 256, device=x.device).scatter_add_(1, q.flatten(1), torch.ones_like(q.flatten(1), dtype=torch.float))
+        prob = hist / hist.sum(1, keepdim=True)
+        entropy = -(prob * (prob + 1e-12).log()).sum(1)
+        codes = (q[:, 0] * 65536 + q[:, 1] * 256 + q[:, 2]).sort(dim=1).values
+        colours = 1 + (codes[:, 1:] != codes[:, :-1]).sum(1)
+        out += [torch.stack([(hist == 0).float().mean(1), entropy, colours / codes.shape[1]], 1)]
+        out += [torch.stack(_percentiles(sigma.flatten(1), (0.1, 0.5, 0.9)), 1)]
+        stats = torch.cat(out, 1)
+        # asinh: a log-like squash for heavy tails (kurtosis of a blocky image runs into the hundreds)
+        return torch.asinh(stats)
+
+
+class _StatsNorm(nn.BatchNorm1d):
+    """BatchNorm over images; a training batch of one image (a lone shape group) uses the running
+    statistics instead of failing."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
+
+
 class TinyViT(nn.Module):
     def __init__(self, patch_size: int = 14, embed_dim: int = 128, depth: int = 4, num_heads: int = 4,
-                 mlp_ratio: float = 2.0, grid: int = 16, stem: str = "patch", mscn: bool = False, stem_bn: bool = False) -> None:
+                 mlp_ratio: float = 2.0, grid: int = 16, stem: str = "patch", mscn: bool = False, stem_bn: bool = False,
+                 stats: bool = False) -> None:
         super().__init__()
         self.patch_size, self.embed_dim = patch_size, embed_dim
         self.mean, self.std = CLIP_MEAN, CLIP_STD
@@ -87,7 +175,11 @@ class TinyViT(nn.Module):
             raise ValueError(f"stem must be 'patch' or 'conv', got {stem!r}")
         channels = 6 if mscn else 3
         self.mscn = MSCN() if mscn else None
-        if mscn:
+        self.stats = GlobalStats() if stats else None
+        if stats:
+            self.stats_embed = nn.Sequential(_StatsNorm(GlobalStats.size), nn.Linear(GlobalStats.size, embed_dim),
+                                             nn.GELU(), nn.Linear(embed_dim, embed_dim))
+        if mscn or stats:
             self.register_buffer("mean_", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
             self.register_buffer("std_", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
         if stem_bn and stem != "conv":
@@ -103,13 +195,14 @@ class TinyViT(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> [B, (H/p)*(W/p), D]"""
+        # The pipeline hands CLIP-normalised pixels; MSCN and the statistics use [0, 1] intensities.
+        raw = pixels.float() * self.std_ + self.mean_ if self.mscn is not None or self.stats is not None else None
+        glob = self.stats_embed(self.stats(raw)).to(pixels.dtype)[:, :, None, None] if self.stats is not None else 0
         if self.mscn is not None:
-            # The pipeline hands CLIP-normalised pixels; MSCN is computed on [0, 1] intensities.
-            raw = pixels.float() * self.std_ + self.mean_
             pixels = torch.cat([pixels, 0.5 * self.mscn(raw).to(pixels.dtype)], 1)
         x = self.patch(pixels)
         pos = F.interpolate(self.pos, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        x = (x + pos).flatten(2).transpose(1, 2)
+        x = (x + pos + glob).flatten(2).transpose(1, 2)
         for block in self.blocks:
             x = block(x)
         return self.norm(x)
@@ -120,7 +213,7 @@ class TinyViT(nn.Module):
 
 def build_tiny_vit(patch_size: int = 14, embed_dim: int = 128, depth: int = 4, num_heads: int = 4,
                    mlp_ratio: float = 2.0, grid: int = 16, stem: str = "patch", mscn: bool = False,
-                   stem_bn: bool = False) -> TinyViT:
+                   stem_bn: bool = False, stats: bool = False) -> TinyViT:
     """Small from-scratch ViT for CPU recipes (``mscn``: MSCN coefficients as extra input channels;
-    ``stem_bn``: BatchNorm in the conv stem)."""
-    return TinyViT(patch_size, embed_dim, depth, num_heads, mlp_ratio, grid, stem, mscn, stem_bn)
+    ``stem_bn``: BatchNorm in the conv stem; ``stats``: a global-statistics embedding on every token)."""
+    return TinyViT(patch_size, embed_dim, depth, num_heads, mlp_ratio, grid, stem, mscn, stem_bn, stats)
