@@ -98,3 +98,16 @@ def test_stats_embedding_trains_on_a_lone_image():
     enc = TinyViT(patch_size=16, embed_dim=32, depth=1, grid=4, stem="conv", stats=True).train()
     enc(torch.randn(1, 3, 32, 48)).sum().backward()
     assert enc.stats_embed[1].weight.grad is not None
+
+
+def test_hand_made_features_stay_float32_under_bf16_autocast():
+    # bf16-mixed training autocasts convolutions; local variance (E[x^2] - E[x]^2) would lose its digits
+    enc = TinyViT(patch_size=16, embed_dim=32, depth=1, grid=4, stem="conv", mscn=True, stats=True).eval()
+    seen = {}
+    enc.stats.register_forward_hook(lambda m, i, o: seen.setdefault("stats", o))
+    enc.mscn.register_forward_hook(lambda m, i, o: seen.setdefault("mscn", o))
+    x = (_images(2, 48) - 0.45) / 0.27
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        enc(x)
+    assert seen["stats"].dtype == seen["mscn"].dtype == torch.float32
+    torch.testing.assert_close(seen["stats"], GlobalStats()(x * enc.std_ + enc.mean_), rtol=1e-4, atol=1e-5)

@@ -195,11 +195,18 @@ class TinyViT(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> [B, (H/p)*(W/p), D]"""
-        # The pipeline hands CLIP-normalised pixels; MSCN and the statistics use [0, 1] intensities.
-        raw = pixels.float() * self.std_ + self.mean_ if self.mscn is not None or self.stats is not None else None
-        glob = self.stats_embed(self.stats(raw)).to(pixels.dtype)[:, :, None, None] if self.stats is not None else 0
-        if self.mscn is not None:
-            pixels = torch.cat([pixels, 0.5 * self.mscn(raw).to(pixels.dtype)], 1)
+        glob = 0
+        if self.mscn is not None or self.stats is not None:
+            # The pipeline hands CLIP-normalised pixels; MSCN and the statistics use [0, 1] intensities,
+            # in float32 even under bf16 autocast (local variance is a difference of near-equal terms).
+            with torch.autocast(pixels.device.type, enabled=False):
+                raw = pixels.float() * self.std_ + self.mean_
+                stats = self.stats(raw) if self.stats is not None else None
+                mscn = self.mscn(raw) if self.mscn is not None else None
+            if stats is not None:
+                glob = self.stats_embed(stats).to(pixels.dtype)[:, :, None, None]
+            if mscn is not None:
+                pixels = torch.cat([pixels, 0.5 * mscn.to(pixels.dtype)], 1)
         x = self.patch(pixels)
         pos = F.interpolate(self.pos, size=x.shape[-2:], mode="bilinear", align_corners=False)
         x = (x + pos + glob).flatten(2).transpose(1, 2)
