@@ -42,10 +42,8 @@ def build_model(recipe: DictConfig, texts: Iterable[str] | None = None) -> Depic
             # Every prompt holds the template's texts once: weigh them so in the BPE corpus, or
             # its merges never reach the role words ("ASSISTANT" would stay nine tokens).
             texts = list(texts)
-            repeats = max(1, len(texts) // max(1, len(template_texts)))
-            llm_kwargs["texts"] = [*template_texts * repeats, *texts]
-        else:
-            llm_kwargs["texts"] = None
+            texts = [*template_texts * max(1, len(texts) // max(1, len(template_texts))), *texts]
+        llm_kwargs["texts"] = texts
     llm = llms.build(llm_name, **llm_kwargs)
     _set_trainable(llm, llm_mode)
 

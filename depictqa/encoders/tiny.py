@@ -79,9 +79,13 @@ class MSCN(nn.Module):
         x = F.conv2d(F.pad(x, (k // 2, k // 2, 0, 0), mode="reflect"), w.view(1, 1, 1, k).expand(ch, 1, 1, k), groups=ch)
         return F.conv2d(F.pad(x, (0, 0, k // 2, k // 2), mode="reflect"), w.view(1, 1, k, 1).expand(ch, 1, k, 1), groups=ch)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Local mean and local standard deviation (Gaussian window)."""
         mu = self._smooth(x)
-        sigma = (self._smooth(x * x) - mu * mu).clamp_min(0).sqrt()
+        return mu, (self._smooth(x * x) - mu * mu).clamp_min(0).sqrt()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu, sigma = self.moments(x)
         return (x - mu) / (sigma + self.c)
 
 
@@ -125,8 +129,7 @@ class GlobalStats(nn.Module):
         sat = ((hi - lo) / (hi + 1e-3)).flatten(1)
         out += [sat.mean(1, keepdim=True), sat.std(1, keepdim=True), yf.mean(1, keepdim=True), yf.std(1, keepdim=True)]
         out += [p[:, None] for p in _percentiles(yf, (0.01, 0.99))]
-        mu = self.mscn._smooth(y)
-        sigma = (self.mscn._smooth(y * y) - mu * mu).clamp_min(0).sqrt()
+        mu, sigma = self.mscn.moments(y)
         m = (y - mu) / (sigma + self.mscn.c)
         mf = m.flatten(1)
         var = mf.var(1)
