@@ -75,6 +75,9 @@ class OptimSchema:
     # token: mean over all answer tokens of the batch (long answers weigh more); sample: mean of
     # per-sample means (a one-word label weighs as much as a paragraph).
     loss_reduction: str = "token"
+    # learning-rate multipliers by top-level component (encoder / projector / llm), e.g.
+    # {projector: 3.0}: newly initialised parts often want a larger step than a pretrained LM.
+    lr_scale: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

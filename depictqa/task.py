@@ -88,13 +88,21 @@ class DepictQATask(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         o = self.recipe.optim
-        decay, no_decay = [], []
+        scale = dict(o.lr_scale or {})
+        components = [name for name, _ in self.model.named_children()]
+        unknown = sorted(set(scale) - set(components))
+        if unknown:
+            raise ValueError(f"optim.lr_scale: unknown component(s) {unknown}; the model has {components}")
+        groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
         for name, p in self.model.named_parameters():
             if p.requires_grad:
                 # Norm weights and biases are not decayed (standard transformer practice).
-                (no_decay if p.ndim < 2 else decay).append(p)
-        groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=o.lr, betas=tuple(o.betas))
+                key = (float(scale.get(name.split(".", 1)[0], 1.0)), p.ndim >= 2)
+                groups.setdefault(key, []).append(p)
+        optimizer = torch.optim.AdamW(
+            [{"params": ps, "lr": o.lr * s, "weight_decay": o.weight_decay if decay else 0.0}
+             for (s, decay), ps in sorted(groups.items(), key=lambda kv: (-kv[0][0], not kv[0][1]))],
+            lr=o.lr, betas=tuple(o.betas))
         total = int(self.recipe.trainer.max_steps)
         warmup = int(o.warmup_ratio * total)
         budget = self.recipe.trainer.max_minutes

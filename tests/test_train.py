@@ -150,3 +150,26 @@ def test_compile_wraps_every_decoder_layer(recipe):
     layers = model.llm._base().model.layers
     assert n == len(layers) == recipe.model.llm.config.num_hidden_layers
     assert all(layer._compiled_call_impl is not None for layer in layers)
+
+
+def test_lr_scale_gives_each_component_its_own_learning_rate():
+    from depictqa.build import build_model
+    from depictqa.task import DepictQATask
+    from tests.conftest import TEXTS
+
+    scaled = tiny_recipe("optim.lr=1e-3", "optim.lr_scale.projector=4.0")
+    model = build_model(scaled, texts=TEXTS)
+    opt = DepictQATask(model, scaled).configure_optimizers()["optimizer"]
+    # the scheduler scales every group by the same warm-up factor; initial_lr is the peak
+    lr_of = {id(p): g["initial_lr"] for g in opt.param_groups for p in g["params"]}
+    decay_of = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert lr_of[id(p)] == pytest.approx(4e-3 if name.startswith("projector.") else 1e-3), name
+            assert decay_of[id(p)] == (scaled.optim.weight_decay if p.ndim >= 2 else 0.0), name
+    assert sum(len(g["params"]) for g in opt.param_groups) == sum(p.requires_grad for p in model.parameters())
+
+    typo = tiny_recipe("optim.lr_scale.projecter=4.0")
+    with pytest.raises(ValueError, match="projecter"):
+        DepictQATask(build_model(typo, texts=TEXTS), typo).configure_optimizers()
+
