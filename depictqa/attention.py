@@ -70,16 +70,29 @@ def packed_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
         extra = {"enable_gqa": True} if key.shape[1] != query.shape[1] else {}
         return varlen_attn(query, key, value, cu_seqlens, cu_seqlens, max_len, max_len, scale=scale,
                            window_size=(-1, 0), **extra)
-    # Exact fallback: one SDPA call per sample (written by hand because no torch or transformers
-    # function attends over cu_seqlens on CPU; nested tensors lack the backward we need).
+    # Exact fallback without a varlen kernel (CPU, fp32): segments of equal length are attended in
+    # one batched SDPA call. One permutation gathers them group by group and one more puts the
+    # outputs back, so autograd sees a few index_selects and splits instead of one slice per sample
+    # (each slice's backward fills a zero tensor the size of the whole row).
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).tolist()
+    starts = cu_seqlens[:-1].tolist()
+    groups: dict[int, list[int]] = {}
+    for i, n in enumerate(lengths):
+        groups.setdefault(n, []).append(starts[i])
+    device = query.device
+    perm = torch.cat([(torch.tensor(st, device=device)[:, None] + torch.arange(n, device=device)).flatten()
+                      for n, st in groups.items()])
+    sizes = [n * len(st) for n, st in groups.items()]
     gqa = key.shape[1] != query.shape[1]
+    parts = [t.index_select(0, perm).split(sizes) for t in (query, key, value)]
     out = []
-    bounds = cu_seqlens.tolist()
-    for s, e in zip(bounds[:-1], bounds[1:]):
-        q, k, v = (t[s:e].transpose(0, 1).unsqueeze(0) for t in (query, key, value))
+    for (n, st), q, k, v in zip(groups.items(), *parts):
+        q, k, v = (t.view(len(st), n, *t.shape[1:]).transpose(1, 2) for t in (q, k, v))
         o = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True, scale=scale, enable_gqa=gqa)
-        out.append(o[0].transpose(0, 1))
-    return torch.cat(out)
+        out.append(o.transpose(1, 2).reshape(-1, *o.shape[1:2], o.shape[-1]))  # [segments * n, Hq, D]
+    inverse = torch.empty_like(perm)
+    inverse[perm] = torch.arange(perm.numel(), device=device)
+    return torch.cat(out).index_select(0, inverse)
 
 
 def _masked_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,

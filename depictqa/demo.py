@@ -68,7 +68,7 @@ def predict(assessor: Any, meta_path: Path) -> list[dict[str, Any]]:
 
 
 def evaluate(out: Path, assessor: Any) -> dict[str, Any]:
-    from depictqa.eval.baselines import rating_baselines
+    from depictqa.eval.baselines import run_baselines
     from depictqa.eval.command import evaluate as compute
     from depictqa.eval.records import load_ground_truth, load_predictions, match
 
@@ -87,7 +87,8 @@ def evaluate(out: Path, assessor: Any) -> dict[str, Any]:
         rows[title] = {"metric": metric, "n": len(gt), "result": result[metric], "pred": str(pred_path),
                        "gt": str(gt_path), "seconds": round(time.perf_counter() - start, 1)}
     fr_pairs = load_ground_truth(test / "quality_compare_single.json")
-    rows["baselines"] = rating_baselines(fr_pairs, root=test)
+    scored = run_baselines(fr_pairs, root=test)
+    rows["baselines"], rows["baseline_notes"] = scored["accuracy"], scored["notes"]
     return rows
 
 
@@ -160,7 +161,7 @@ def write_report(out: Path, table: dict[str, Any], shown: list[dict[str, Any]], 
     lines = ["# depictqa demo report", "", "Held-out synthetic test set (images and crops disjoint from training).", "",
              "| measure | n | depictqa | notes |", "|---|---|---|---|"]
     for title, row in table.items():
-        if title == "baselines":
+        if title in ("baselines", "baseline_notes"):
             continue
         res = row["result"]
         if row["metric"] == "identification":
@@ -168,8 +169,10 @@ def write_report(out: Path, table: dict[str, Any], shown: list[dict[str, Any]], 
                          f"all incl. two-distortion: {_pct(res['accuracy'])} (n={res['n']}), unparsed {res['n_unparsed']} |")
         else:
             lines.append(f"| {title} | {res['n']} | {_pct(res['accuracy'])} | unparsed {res['n_unparsed']} |")
+    notes = table.get("baseline_notes", {})
     for name, acc in table["baselines"].items():
-        lines.append(f"| FR rating (A/B), {name} baseline | {table['FR rating (A/B)']['n']} | {_pct(acc)} | score-based, same pairs |")
+        note = "; ".join(notes.get(name, [])) if acc != acc else "score-based, same pairs"
+        lines.append(f"| FR rating (A/B), {name} baseline | {table['FR rating (A/B)']['n']} | {_pct(acc)} | {note} |")
     lines += ["", f"Timings (s): {json.dumps(timings)}", ""]
     for png, title in ((loss_png, "Training loss"), (confusion_png, "NR identification confusion"),
                        (examples_png, "Held-out examples")):
@@ -222,7 +225,7 @@ def run_demo(out: str | Path = "demo_out", minutes: float = 10.0, recipe: str | 
               f"           detail: {ex['detail'][:160]!r}\n           truth: {ex['truth'][:160]!r}")
     report = write_report(out, table, shown, timings)
     summary = {title: {k: v for k, v in row.items() if k != "result"} | _headline(row) for title, row in table.items()
-               if title != "baselines"}
+               if title not in ("baselines", "baseline_notes")}
     summary["baselines"] = table["baselines"]
     (out / "results.json").write_text(json.dumps({"table": summary, "timings": timings, "checkpoint": str(ckpt)},
                                                   indent=1))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -12,6 +14,22 @@ from omegaconf import DictConfig, OmegaConf
 from depictqa.config import RecipeError, diff, save_recipe
 
 log = logging.getLogger("depictqa")
+
+
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip:")
+
+
+@contextlib.contextmanager
+def _without_lightning_ads() -> Iterator[None]:
+    """Lightning logs product tips ("Tip: try installing ...") at start-up; they are not ours to show."""
+    tips, lightning = _NoTips(), logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    lightning.addFilter(tips)
+    try:
+        yield
+    finally:
+        lightning.removeFilter(tips)
 
 
 def _tokenizer_texts(recipe: DictConfig) -> Iterable[str] | None:
@@ -102,5 +120,9 @@ def fit(recipe: DictConfig, resume: str | Path | None = None, callbacks: Sequenc
     skip = resume_state[1]["global_step"] * recipe.trainer.accumulate_grad_batches if resume_state else 0
     datamodule = DepictQADataModule(recipe, model, skip_batches=skip)
     trainer = make_trainer(recipe, model, callbacks)
-    trainer.fit(task, datamodule=datamodule)
+    with warnings.catch_warnings(), _without_lightning_ads():
+        # torch's own pytree deprecation, raised from inside Lightning on every batch transfer
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                                category=FutureWarning)
+        trainer.fit(task, datamodule=datamodule)
     return out / "checkpoints" / "last"

@@ -20,20 +20,26 @@ def _segments(lengths, heads=4, kv_heads=4, dim=8, seed=0):
 
 @pytest.mark.parametrize("kv_heads", [4, 2])
 def test_fallback_equals_each_sequence_alone(kv_heads):
-    lengths = [5, 1, 9, 3]
-    q, k, v = _segments(lengths, kv_heads=kv_heads)
+    # equal lengths apart from each other (5, 5 and 1, 1): the fallback batches them together
+    lengths = [5, 1, 9, 5, 3, 1]
+    q, k, v = (t.requires_grad_() for t in _segments(lengths, kv_heads=kv_heads))
     position_ids = torch.cat([torch.arange(n) for n in lengths])[None]
     cu, longest = attention.cu_seqlens_from_position_ids(position_ids)
-    assert cu.tolist() == [0, 5, 6, 15, 18] and longest == 9
+    assert cu.tolist() == [0, 5, 6, 15, 20, 23, 24] and longest == 9
     packed = attention.packed_attention(q, k, v, cu, longest)
-    start = 0
+    weights = torch.randn_like(packed)
+    grads = torch.autograd.grad((packed * weights).sum(), (q, k, v))
+    start, alone = 0, []
     for n in lengths:
         s = slice(start, start + n)
         kk, vv = (t[s].repeat_interleave(4 // kv_heads, dim=1) for t in (k, v))
-        alone = F.scaled_dot_product_attention(q[s].transpose(0, 1), kk.transpose(0, 1), vv.transpose(0, 1),
-                                               is_causal=True).transpose(0, 1)
-        torch.testing.assert_close(packed[s], alone)
+        alone.append(F.scaled_dot_product_attention(q[s].transpose(0, 1), kk.transpose(0, 1), vv.transpose(0, 1),
+                                                    is_causal=True).transpose(0, 1))
         start += n
+    alone = torch.cat(alone)
+    torch.testing.assert_close(packed, alone)
+    for got, want in zip(grads, torch.autograd.grad((alone * weights).sum(), (q, k, v))):
+        torch.testing.assert_close(got, want)
 
 
 def test_boundaries_read_from_position_restarts_not_zeros():
