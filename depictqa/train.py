@@ -119,10 +119,10 @@ def fit(recipe: DictConfig, resume: str | Path | None = None, callbacks: Sequenc
         task.validators.append(GenerationValidator())
     skip = resume_state[1]["global_step"] * recipe.trainer.accumulate_grad_batches if resume_state else 0
     datamodule = DepictQADataModule(recipe, model, skip_batches=skip)
-    trainer = make_trainer(recipe, model, callbacks)
     with warnings.catch_warnings(), _without_lightning_ads():
         # torch's own pytree deprecation, raised from inside Lightning on every batch transfer
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                                 category=FutureWarning)
+        trainer = make_trainer(recipe, model, callbacks)
         trainer.fit(task, datamodule=datamodule)
     return out / "checkpoints" / "last"
