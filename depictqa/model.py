@@ -8,7 +8,7 @@ cross-entropy of answer tokens only, and the LM head runs only at those position
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,8 @@ class Output:
     sample_tokens: torch.Tensor
     correct: torch.Tensor
     tokens: torch.Tensor
+    # the auxiliary distortion loss (``model.distortion_head``), when the model has one and is training
+    aux_loss: torch.Tensor | None = None
 
 
 class DepictQAModel(nn.Module):
@@ -39,6 +41,7 @@ class DepictQAModel(nn.Module):
         self.encoder_dtype = encoder_dtype
         self.random_parts: set[str] = set()  # parts whose frozen weights a checkpoint must also keep
         self.feature_cache: Any = None  # depictqa.feature_cache.FeatureCache (frozen encoder only)
+        self.distortion_head: DistortionHead | None = None  # optional auxiliary supervision (see below)
 
     @property
     def tokenizer(self) -> Any:
@@ -101,11 +104,14 @@ class DepictQAModel(nn.Module):
                     cache.put(keys[j], computed[k])
         return torch.stack(feats)  # type: ignore[arg-type]
 
-    def embed(self, batch: Batch) -> torch.Tensor:
-        """[R, L] ids + images -> [R, L, hidden] input embeddings."""
+    def embed(self, batch: Batch, images: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """[R, L] ids + images -> [R, L, hidden] input embeddings (``images``: the projected tokens of
+        ``batch.pixels`` when the caller already has them)."""
         embeds = self.llm.embed(batch.input_ids)
         if batch.pixels:
-            image_tokens = torch.cat(self.encode_images(batch.pixels, batch.image_keys)).to(embeds.dtype)
+            if images is None:
+                images = self.encode_images(batch.pixels, batch.image_keys)
+            image_tokens = torch.cat(images).to(embeds.dtype)
             n_slots = int(batch.image_mask.sum())
             if image_tokens.shape[0] != n_slots:
                 raise ValueError(f"the prompt has {n_slots} image positions but the images gave "
@@ -114,7 +120,8 @@ class DepictQAModel(nn.Module):
         return embeds
 
     def forward(self, batch: Batch) -> Output:
-        embeds = self.embed(batch)
+        images = self.encode_images(batch.pixels, batch.image_keys) if batch.pixels else []
+        embeds = self.embed(batch, images)
         hidden = self.llm.hidden(embeds, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
         # Position t predicts token t+1; keep only positions whose next token is an answer token.
         targets = batch.labels[:, 1:]
@@ -129,7 +136,8 @@ class DepictQAModel(nn.Module):
         tokens = keep.sum()
         loss = token_loss.sum() / tokens.clamp(min=1)
         correct = (logits.argmax(-1) == target).sum()
-        return Output(loss, sample_loss / sample_tokens.clamp(min=1), sample_tokens, correct, tokens)
+        aux = self.distortion_head(batch, images) if self.distortion_head is not None and self.training else None
+        return Output(loss, sample_loss / sample_tokens.clamp(min=1), sample_tokens, correct, tokens, aux)
 
     @torch.no_grad()
     def generate(self, batch: Batch, max_new_tokens: int = 64, **kwargs: Any) -> Any:
@@ -169,3 +177,55 @@ class DepictQAModel(nn.Module):
             params = list(getattr(self, part).parameters())
             counts[part] = (sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
         return counts
+
+
+class DistortionHead(nn.Module):
+    """Auxiliary supervision for a from-scratch encoder: from each image's mean projected token,
+    predict which distortion categories it carries (binary cross-entropy) and how severe each is
+    (squared error on severity / 5, for the categories present).
+
+    The targets come from the synthetic samples' metadata (``depictqa synth`` writes the distortions
+    of every image; a reference image has none); images without such metadata (captions, official
+    datasets) are left out. The head is used only in training: the answers still come from the LM.
+    """
+
+    def __init__(self, width: int, categories: Sequence[str]) -> None:
+        super().__init__()
+        self.categories = list(categories)
+        self.index = {c: i for i, c in enumerate(self.categories)}
+        self.proj = nn.Linear(width, 2 * len(self.categories))
+
+    def targets(self, batch: Batch) -> list[dict[str, int] | None]:
+        """Per image of ``batch.pixels``: {category: severity}, or None where the metadata does not say."""
+        out: list[dict[str, int] | None] = []
+        for task, meta, n in zip(batch.tasks, batch.meta, batch.num_images):
+            if task == "assess" and "distortions" in meta:
+                known = [meta["distortions"]]
+            elif task == "compare" and "distortions_A" in meta and "distortions_B" in meta:
+                known = [meta["distortions_A"], meta["distortions_B"]]
+            else:
+                out += [None] * n
+                continue
+            # prompt order: the reference (undistorted) first when there is one
+            per_image = [[]] * (n - len(known)) + known if n >= len(known) else [None] * n
+            for dist in per_image:
+                ok = dist is not None and all(d.get("category") in self.index for d in dist)
+                out.append({d["category"]: int(d["severity"]) for d in dist} if ok else None)
+        return out
+
+    def forward(self, batch: Batch, images: list[torch.Tensor]) -> torch.Tensor | None:
+        targets = self.targets(batch)
+        rows = [i for i, t in enumerate(targets) if t is not None]
+        if not rows or len(targets) != len(images):
+            return None
+        pooled = torch.stack([images[i].mean(0) for i in rows]).to(self.proj.weight.dtype)
+        present_logits, severity = self.proj(pooled).float().chunk(2, dim=-1)
+        present = torch.zeros_like(present_logits)
+        level = torch.zeros_like(severity)
+        for r, i in enumerate(rows):
+            for cat, sev in targets[i].items():  # type: ignore[union-attr]
+                present[r, self.index[cat]] = 1.0
+                level[r, self.index[cat]] = sev / 5.0
+        bce = F.binary_cross_entropy_with_logits(present_logits, present)
+        sq = ((severity - level) ** 2 * present).sum() / present.sum().clamp(min=1)
+        return bce + sq

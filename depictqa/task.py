@@ -45,6 +45,9 @@ class DepictQATask(L.LightningModule):
         bs = batch.num_samples
         loss = out.sample_loss.mean() if self.recipe.optim.loss_reduction == "sample" else out.loss
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        if out.aux_loss is not None:
+            self.log("train/distortion_loss", out.aux_loss, batch_size=bs)
+            loss = loss + self.recipe.model.distortion_head * out.aux_loss
         self.log("train/token_acc", out.correct.float() / out.tokens.clamp(min=1), batch_size=bs)
         self.log("train/answer_tokens", out.tokens.float(), reduce_fx="sum", batch_size=bs)
         if batch.data_stats is not None:

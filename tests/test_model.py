@@ -145,3 +145,52 @@ def test_collated_images_of_one_shape_share_one_storage(model):
     for p in batch.pixels:
         by_shape.setdefault(tuple(p.shape), set()).add(p.untyped_storage().data_ptr())
     assert len(by_shape) > 1 and all(len(ptrs) == 1 for ptrs in by_shape.values())
+
+
+def test_distortion_head_targets_follow_the_prompt_order_and_skip_unknown_images():
+    from depictqa.build import build_model
+
+    model = build_model(tiny_recipe("model.distortion_head=0.5"), texts=TEXTS).train()
+    items = mixed_items(model)  # compare FR (3 images), assess NR (1), caption (1), compare NR (2)
+    items[0].meta = {"distortions_A": [{"category": "blur", "severity": 2}],
+                     "distortions_B": [{"category": "noise", "severity": 5}, {"category": "darken", "severity": 1}]}
+    items[1].meta = {"distortions": []}                      # a clean image: no category present
+    items[3].meta = {"distortions_A": [{"category": "not-a-category", "severity": 3}], "distortions_B": []}
+    batch = collate(items, packed=True)
+    assert model.distortion_head.targets(batch) == [
+        {}, {"blur": 2}, {"noise": 5, "darken": 1},  # the reference comes first and is undistorted
+        {},                                           # the clean NR image
+        None,                                         # a caption says nothing about distortions
+        None, {}]                                     # an unknown category: that image is left out
+    out = model(batch)
+    assert out.aux_loss is not None and out.aux_loss > 0
+    model.eval()
+    assert model(batch).aux_loss is None              # inference never needs the metadata
+
+
+def test_distortion_head_trains_the_encoder_and_is_saved(tmp_path):
+    from depictqa.build import build_model
+    from depictqa.checkpoint import load_pretrained, save_pretrained
+
+    recipe = tiny_recipe("model.distortion_head=1.0")
+    torch.manual_seed(0)
+    model = build_model(recipe, texts=TEXTS).train()
+    items = mixed_items(model)
+    for item, meta in zip(items, [{"distortions_A": [{"category": "blur", "severity": 4}], "distortions_B": []},
+                                  {"distortions": [{"category": "noise", "severity": 3}]}, {},
+                                  {"distortions_A": [], "distortions_B": [{"category": "pixelate", "severity": 5}]}]):
+        item.meta = meta
+    batch = collate(items, packed=True)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    first = None
+    for _ in range(30):
+        aux = model(batch).aux_loss
+        first = aux.item() if first is None else first
+        opt.zero_grad()
+        aux.backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+        opt.step()
+    assert aux.item() < 0.5 * first
+    save_pretrained(model, recipe, tmp_path / "ckpt")
+    again = load_pretrained(tmp_path / "ckpt")
+    torch.testing.assert_close(again.distortion_head.proj.weight, model.distortion_head.proj.weight)
