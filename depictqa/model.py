@@ -181,51 +181,70 @@ class DepictQAModel(nn.Module):
 
 class DistortionHead(nn.Module):
     """Auxiliary supervision for a from-scratch encoder: from each image's mean projected token,
-    predict which distortion categories it carries (binary cross-entropy) and how severe each is
-    (squared error on severity / 5, for the categories present).
+    predict which distortion categories it carries (binary cross-entropy), how severe each is
+    (squared error on severity / 5, for the categories present) and the image's quality score
+    (squared error on quality / 100), the score A/B preferences are decided by.
 
     The targets come from the synthetic samples' metadata (``depictqa synth`` writes the distortions
-    of every image; a reference image has none); images without such metadata (captions, official
-    datasets) are left out. The head is used only in training: the answers still come from the LM.
+    and quality of every image; a reference image has none and quality 100); images without such
+    metadata (captions, official datasets) are left out. The head is used only in training: the
+    answers still come from the LM.
     """
 
     def __init__(self, width: int, categories: Sequence[str]) -> None:
         super().__init__()
         self.categories = list(categories)
         self.index = {c: i for i, c in enumerate(self.categories)}
-        self.proj = nn.Linear(width, 2 * len(self.categories))
+        self.proj = nn.Linear(width, 2 * len(self.categories) + 1)
 
-    def targets(self, batch: Batch) -> list[dict[str, int] | None]:
-        """Per image of ``batch.pixels``: {category: severity}, or None where the metadata does not say."""
-        out: list[dict[str, int] | None] = []
+    def targets(self, batch: Batch) -> list[tuple[dict[str, int], float | None] | None]:
+        """Per image of ``batch.pixels``: ({category: severity}, quality or None), or None where the
+        metadata does not say."""
+        out: list[tuple[dict[str, int], float | None] | None] = []
         for task, meta, n in zip(batch.tasks, batch.meta, batch.num_images):
             if task == "assess" and "distortions" in meta:
-                known = [meta["distortions"]]
+                known = [(meta["distortions"], meta.get("quality"))]
             elif task == "compare" and "distortions_A" in meta and "distortions_B" in meta:
-                known = [meta["distortions_A"], meta["distortions_B"]]
+                known = [(meta["distortions_A"], meta.get("quality_A")), (meta["distortions_B"], meta.get("quality_B"))]
             else:
                 out += [None] * n
                 continue
+            if n < len(known):
+                out += [None] * n
+                continue
             # prompt order: the reference (undistorted) first when there is one
-            per_image = [[]] * (n - len(known)) + known if n >= len(known) else [None] * n
-            for dist in per_image:
-                ok = dist is not None and all(d.get("category") in self.index for d in dist)
-                out.append({d["category"]: int(d["severity"]) for d in dist} if ok else None)
+            for dist, q in [([], 100.0)] * (n - len(known)) + known:
+                ok = all(d.get("category") in self.index for d in dist)
+                out.append(({d["category"]: int(d["severity"]) for d in dist}, q) if ok else None)
         return out
 
     def forward(self, batch: Batch, images: list[torch.Tensor]) -> torch.Tensor | None:
+        if len(batch.num_images) != batch.num_samples:
+            return None  # a batch built without per-sample image counts (inference batches)
         targets = self.targets(batch)
+        if len(targets) != len(images):
+            raise ValueError(f"distortion head: {len(images)} images but the batch describes {len(targets)}")
         rows = [i for i, t in enumerate(targets) if t is not None]
-        if not rows or len(targets) != len(images):
-            return None
+        if not rows:
+            # nothing to learn from in this batch; a zero that still reaches every weight of the
+            # head keeps DDP from waiting for gradients that never come
+            return sum(p.sum() for p in self.parameters()) * 0.0
         pooled = torch.stack([images[i].mean(0) for i in rows]).to(self.proj.weight.dtype)
-        present_logits, severity = self.proj(pooled).float().chunk(2, dim=-1)
+        out = self.proj(pooled).float()
+        c = len(self.categories)
+        present_logits, severity, quality = out[:, :c], out[:, c:2 * c], out[:, -1]
         present = torch.zeros_like(present_logits)
         level = torch.zeros_like(severity)
+        score = torch.zeros_like(quality)
+        scored = torch.zeros_like(quality)
         for r, i in enumerate(rows):
-            for cat, sev in targets[i].items():  # type: ignore[union-attr]
+            cats, q = targets[i]  # type: ignore[misc]
+            for cat, sev in cats.items():
                 present[r, self.index[cat]] = 1.0
                 level[r, self.index[cat]] = sev / 5.0
+            if q is not None:
+                score[r], scored[r] = float(q) / 100.0, 1.0
         bce = F.binary_cross_entropy_with_logits(present_logits, present)
         sq = ((severity - level) ** 2 * present).sum() / present.sum().clamp(min=1)
-        return bce + sq
+        sq_quality = ((quality - score) ** 2 * scored).sum() / scored.sum().clamp(min=1)
+        return bce + sq + sq_quality

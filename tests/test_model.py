@@ -152,18 +152,24 @@ def test_distortion_head_targets_follow_the_prompt_order_and_skip_unknown_images
 
     model = build_model(tiny_recipe("model.distortion_head=0.5"), texts=TEXTS).train()
     items = mixed_items(model)  # compare FR (3 images), assess NR (1), caption (1), compare NR (2)
-    items[0].meta = {"distortions_A": [{"category": "blur", "severity": 2}],
-                     "distortions_B": [{"category": "noise", "severity": 5}, {"category": "darken", "severity": 1}]}
-    items[1].meta = {"distortions": []}                      # a clean image: no category present
+    items[0].meta = {"distortions_A": [{"category": "blur", "severity": 2}], "quality_A": 80.0,
+                     "distortions_B": [{"category": "noise", "severity": 5}, {"category": "darken", "severity": 1}],
+                     "quality_B": 20.0}
+    items[1].meta = {"distortions": [], "quality": 100.0}   # a clean image: no category present
     items[3].meta = {"distortions_A": [{"category": "not-a-category", "severity": 3}], "distortions_B": []}
     batch = collate(items, packed=True)
     assert model.distortion_head.targets(batch) == [
-        {}, {"blur": 2}, {"noise": 5, "darken": 1},  # the reference comes first and is undistorted
-        {},                                           # the clean NR image
+        ({}, 100.0), ({"blur": 2}, 80.0), ({"noise": 5, "darken": 1}, 20.0),  # the reference comes first
+        ({}, 100.0),                                  # the clean NR image
         None,                                         # a caption says nothing about distortions
-        None, {}]                                     # an unknown category: that image is left out
+        None, ({}, None)]                             # an unknown category: that image is left out
     out = model(batch)
     assert out.aux_loss is not None and out.aux_loss > 0
+    # a batch without metadata: a zero loss, but every head weight still gets a (zero) gradient
+    unlabelled = model(collate([items[2]], packed=True)).aux_loss
+    assert unlabelled.item() == 0.0
+    unlabelled.backward()
+    assert all(p.grad is not None for p in model.distortion_head.parameters())
     model.eval()
     assert model(batch).aux_loss is None              # inference never needs the metadata
 
@@ -176,8 +182,9 @@ def test_distortion_head_trains_the_encoder_and_is_saved(tmp_path):
     torch.manual_seed(0)
     model = build_model(recipe, texts=TEXTS).train()
     items = mixed_items(model)
-    for item, meta in zip(items, [{"distortions_A": [{"category": "blur", "severity": 4}], "distortions_B": []},
-                                  {"distortions": [{"category": "noise", "severity": 3}]}, {},
+    for item, meta in zip(items, [{"distortions_A": [{"category": "blur", "severity": 4}], "distortions_B": [],
+                                   "quality_A": 45.0, "quality_B": 100.0},
+                                  {"distortions": [{"category": "noise", "severity": 3}], "quality": 60.0}, {},
                                   {"distortions_A": [], "distortions_B": [{"category": "pixelate", "severity": 5}]}]):
         item.meta = meta
     batch = collate(items, packed=True)
