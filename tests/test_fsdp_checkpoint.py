@@ -62,6 +62,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         again, _ = optimizer_tensors(fresh, model)
         if rank == 0:
             save_file(again, os.path.join(out, "optim_again.safetensors"))
+        # Both ranks leave together (a fresh-clone CI run once saw one rank abort at teardown:
+        # "terminate called without an active exception"; it did not recur in 7 reruns).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
