@@ -60,8 +60,9 @@ def register_synonym(pattern: str, category: str) -> None:
 
 
 def normalise(text: str) -> str:
-    """Lower case, punctuation to spaces (hyphens too: "over-sharpened"), whitespace collapsed."""
-    text = re.sub(r"[^\w\s]", " ", str(text).lower())
+    """Lower case, punctuation and underscores to spaces (hyphens too: "over-sharpened"; the
+    synthetic metadata's category keys: "contrast_weaken"), whitespace collapsed."""
+    text = re.sub(r"[\W_]", " ", str(text).lower())
     return re.sub(r"\s+", " ", text).strip()
 
 

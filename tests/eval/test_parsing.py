@@ -38,3 +38,22 @@ def test_register_synonym_extends_the_table():
 ])
 def test_parse_choice(text, choice):
     assert parse_choice(text) == choice
+
+
+def test_every_synthetic_category_key_reads_as_its_answer_label():
+    """The synthetic metadata names categories by key ("contrast_weaken"); evaluation must read each
+    as the label the answers use. Read as unknown, a contrast or saturation image counted as clean
+    and every correct answer on it as wrong."""
+    from depictqa.eval.metrics import identification
+    from depictqa.eval.records import gt_labels
+    from depictqa.synth.distortions import CATEGORIES
+
+    assert len(CATEGORIES) == 12
+    for key, (label, _phrase) in CATEGORIES.items():
+        record = {"id": key, "task": "quality_single_A_noref", "style": "single", "answer": label,
+                  "distortions": [{"category": key, "subtype": "x", "severity": 3}]}
+        assert gt_labels(record) == {label}
+        result = identification([(record, {"id": key, "text": label})])
+        assert result["single_accuracy"] == 1.0
+    two = {"distortions": [{"category": "saturate_weaken"}, {"category": "blur"}]}
+    assert gt_labels(two) == {"Saturate weaken", "Blur"}
