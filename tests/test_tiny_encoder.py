@@ -111,3 +111,25 @@ def test_hand_made_features_stay_float32_under_bf16_autocast():
         enc(x)
     assert seen["stats"].dtype == seen["mscn"].dtype == torch.float32
     torch.testing.assert_close(seen["stats"], GlobalStats()(x * enc.std_ + enc.mean_), rtol=1e-4, atol=1e-5)
+
+
+def test_matrix_smoothing_equals_reflect_padded_convolution():
+    import torch.nn.functional as F
+
+    from depictqa.encoders.tiny import gaussian_window
+
+    w = gaussian_window()
+    k = w.numel()
+    x = torch.rand(2, 3, 20, 37, generator=torch.Generator().manual_seed(0))
+    ref = F.pad(x.reshape(6, 1, 20, 37), (k // 2, k // 2, k // 2, k // 2), mode="reflect")
+    ref = F.conv2d(F.conv2d(ref, w.view(1, 1, 1, k)), w.view(1, 1, k, 1)).view(2, 3, 20, 37)
+    torch.testing.assert_close(MSCN()._smooth(x), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_percentiles_are_the_sorted_values_at_their_rank():
+    from depictqa.encoders.tiny import _percentiles
+
+    x = torch.rand(3, 1001, generator=torch.Generator().manual_seed(1))
+    v = x.sort(dim=1).values
+    for q, got in zip((0.01, 0.5, 0.99), _percentiles(x, (0.01, 0.5, 0.99))):
+        assert torch.equal(got, v[:, round(q * 1000)])

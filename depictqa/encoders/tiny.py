@@ -65,6 +65,24 @@ def gaussian_window(size: int = 7, sigma: float = 7 / 6) -> torch.Tensor:
     return g / g.sum()
 
 
+def reflect_smoothing_matrix(n: int, window: torch.Tensor) -> torch.Tensor:
+    """``[n, n]`` matrix ``M`` with ``x @ M`` = ``x`` convolved with ``window`` along its last axis,
+    reflect-padded (as ``F.pad(mode="reflect")`` + ``conv1d``).
+
+    On the CPU one small matmul per axis is about three times faster than the padded depthwise
+    convolutions it replaces (measured on the demo's 64 px batches), and the statistics of every
+    image of every training step run through it."""
+    k = window.numel()
+    if n <= k // 2:
+        raise ValueError(f"cannot reflect-pad a size-{n} axis for a {k}-tap window")
+    out = torch.arange(n, device=window.device)[:, None].expand(n, k)
+    src = out + torch.arange(k, device=window.device)[None, :] - k // 2
+    src = src.abs()
+    src = torch.where(src >= n, 2 * (n - 1) - src, src)
+    m = torch.zeros(n, n, dtype=window.dtype, device=window.device)
+    return m.index_put_((src.flatten(), out.flatten()), window.repeat(n), accumulate=True)
+
+
 class MSCN(nn.Module):
     """Per-channel MSCN coefficients of ``[B, C, H, W]`` pixels in [0, 1] (separable Gaussian window)."""
 
@@ -72,12 +90,18 @@ class MSCN(nn.Module):
         super().__init__()
         self.register_buffer("window", gaussian_window(size, sigma), persistent=False)
         self.c = c
+        self._matrices: dict[tuple, torch.Tensor] = {}
+
+    def _matrix(self, n: int, like: torch.Tensor) -> torch.Tensor:
+        key = (n, like.dtype, like.device)
+        if key not in self._matrices:
+            self._matrices[key] = reflect_smoothing_matrix(n, self.window.to(like.device, like.dtype))
+        return self._matrices[key]
 
     def _smooth(self, x: torch.Tensor) -> torch.Tensor:
-        ch, k = x.shape[1], self.window.numel()
-        w = self.window.to(x.dtype)
-        x = F.conv2d(F.pad(x, (k // 2, k // 2, 0, 0), mode="reflect"), w.view(1, 1, 1, k).expand(ch, 1, 1, k), groups=ch)
-        return F.conv2d(F.pad(x, (0, 0, k // 2, k // 2), mode="reflect"), w.view(1, 1, k, 1).expand(ch, 1, k, 1), groups=ch)
+        """Separable Gaussian smoothing of ``[..., H, W]``, reflect-padded."""
+        h, w = x.shape[-2:]
+        return self._matrix(h, x).T @ (x @ self._matrix(w, x))
 
     def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Local mean and local standard deviation (Gaussian window)."""
@@ -90,10 +114,21 @@ class MSCN(nn.Module):
 
 
 def _percentiles(x: torch.Tensor, qs: tuple[float, ...]) -> list[torch.Tensor]:
-    """Per-row percentiles of ``[B, N]`` by sorting (``torch.quantile`` caps the input size)."""
-    v = x.sort(dim=1).values
-    n = v.shape[1] - 1
-    return [v[:, round(q * n)] for q in qs]
+    """Per-row percentiles of ``[B, N]``: the value of rank ``round(q * (N - 1))``, by ``kthvalue``
+    (``torch.quantile`` caps the input size; a full sort per statistic took a third of them)."""
+    n = x.shape[1] - 1
+    return [x.kthvalue(round(q * n) + 1, dim=1).values for q in qs]
+
+
+def _std(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Unbiased standard deviation along ``dim`` by the two-pass formula (``Tensor.std`` along an
+    inner axis is several times slower on the CPU)."""
+    return _var(x, dim).sqrt()
+
+
+def _var(x: torch.Tensor, dim: int) -> torch.Tensor:
+    centred = x - x.mean(dim, keepdim=True)
+    return (centred * centred).sum(dim) / max(1, x.shape[dim] - 1)
 
 
 class GlobalStats(nn.Module):
@@ -113,8 +148,6 @@ class GlobalStats(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("luma", torch.tensor(self.LUMA).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("laplace", torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
-                             .view(1, 1, 3, 3), persistent=False)
         self.mscn = MSCN()
 
     @torch.no_grad()
@@ -124,20 +157,20 @@ class GlobalStats(nn.Module):
         flat = x.flatten(2)
         y = (x * self.luma).sum(1, keepdim=True)  # [B, 1, H, W]
         yf = y.flatten(1)
-        out = [flat.mean(2), flat.std(2)]
+        out = [flat.mean(2), _std(flat, 2)]
         hi, lo = x.amax(1), x.amin(1)
         sat = ((hi - lo) / (hi + 1e-3)).flatten(1)
-        out += [sat.mean(1, keepdim=True), sat.std(1, keepdim=True), yf.mean(1, keepdim=True), yf.std(1, keepdim=True)]
+        out += [sat.mean(1, keepdim=True), _std(sat, 1)[:, None], yf.mean(1, keepdim=True), _std(yf, 1)[:, None]]
         out += [p[:, None] for p in _percentiles(yf, (0.01, 0.99))]
         mu, sigma = self.mscn.moments(y)
         m = (y - mu) / (sigma + self.mscn.c)
         mf = m.flatten(1)
-        var = mf.var(1)
+        var = _var(mf, 1)
         kurt = ((mf - mf.mean(1, keepdim=True)) ** 4).mean(1) / (var ** 2 + 1e-6)
         out += [torch.stack([var, mf.abs().mean(1), kurt, (m[..., :, 1:] * m[..., :, :-1]).flatten(1).mean(1),
                              (m[..., 1:, :] * m[..., :-1, :]).flatten(1).mean(1)], 1)]
-        lap = F.conv2d(y, self.laplace).flatten(1)
-        out += [torch.stack([(lap.var(1) + 1e-6).log(), (lap.abs().mean(1) + 1e-6).log()], 1)]
+        lap = (y[..., :-2, 1:-1] + y[..., 2:, 1:-1] + y[..., 1:-1, :-2] + y[..., 1:-1, 2:] - 4 * y[..., 1:-1, 1:-1]).flatten(1)
+        out += [torch.stack([(_var(lap, 1) + 1e-6).log(), (lap.abs().mean(1) + 1e-6).log()], 1)]
         dx, dy = (y[..., :, 1:] - y[..., :, :-1]).abs(), (y[..., 1:, :] - y[..., :-1, :]).abs()
         mdx, mdy = dx.flatten(1).mean(1), dy.flatten(1).mean(1)
         edge_x = dx[..., :, 7::8].flatten(1).mean(1) if dx.shape[-1] > 7 else mdx
@@ -148,7 +181,7 @@ class GlobalStats(nn.Module):
         hist = torch.zeros(b, 256, device=x.device).scatter_add_(1, q.flatten(1), torch.ones_like(q.flatten(1), dtype=torch.float))
         prob = hist / hist.sum(1, keepdim=True)
         entropy = -(prob * (prob + 1e-12).log()).sum(1)
-        codes = (q[:, 0] * 65536 + q[:, 1] * 256 + q[:, 2]).sort(dim=1).values
+        codes = (q[:, 0] * 65536 + q[:, 1] * 256 + q[:, 2]).int().sort(dim=1).values  # 24 bits: int32 sorts faster
         colours = 1 + (codes[:, 1:] != codes[:, :-1]).sum(1)
         out += [torch.stack([(hist == 0).float().mean(1), entropy, colours / codes.shape[1]], 1)]
         out += [torch.stack(_percentiles(sigma.flatten(1), (0.1, 0.5, 0.9)), 1)]
