@@ -61,9 +61,12 @@ class ModelSchema:
     # > 0: cache frozen-encoder tokens by image content, up to this many GiB of host memory
     # (needs encoder.train: frozen and no data.image.crop; depictqa/feature_cache.py)
     encoder_cache_gb: float = 0.0
-    # > 0: weight of an auxiliary loss that predicts each image's distortion categories and
-    # severities from its projected tokens (synthetic metadata; model.DistortionHead). Training only.
+    # > 0: weight of an auxiliary loss that predicts each image's distortion categories, severities
+    # and quality from its projected tokens (synthetic metadata; depictqa.auxiliary). Training only.
     distortion_head: float = 0.0
+    # > 0: the same targets from the LM's hidden state at each image's last token, plus which image
+    # of a comparison is better at the last one (depictqa.auxiliary). Training only.
+    lm_distortion_head: float = 0.0
 
 
 @dataclass

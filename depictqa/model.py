@@ -8,12 +8,13 @@ cross-entropy of answer tokens only, and the LM head runs only at those position
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from depictqa.auxiliary import DistortionHead, image_end_states
 from depictqa.data.collate import Batch
 from depictqa.prompts import IGNORE, PromptBuilder
 
@@ -27,8 +28,10 @@ class Output:
     sample_tokens: torch.Tensor
     correct: torch.Tensor
     tokens: torch.Tensor
-    # the auxiliary distortion loss (``model.distortion_head``), when the model has one and is training
+    # the auxiliary losses (``model.distortion_head``, ``model.lm_distortion_head``; depictqa.auxiliary),
+    # when the model has the head and is training
     aux_loss: torch.Tensor | None = None
+    lm_aux_loss: torch.Tensor | None = None
 
 
 class DepictQAModel(nn.Module):
@@ -41,7 +44,10 @@ class DepictQAModel(nn.Module):
         self.encoder_dtype = encoder_dtype
         self.random_parts: set[str] = set()  # parts whose frozen weights a checkpoint must also keep
         self.feature_cache: Any = None  # depictqa.feature_cache.FeatureCache (frozen encoder only)
-        self.distortion_head: DistortionHead | None = None  # optional auxiliary supervision (see below)
+        # optional auxiliary supervision while training (depictqa.auxiliary): on the projected image
+        # tokens, and on the LM's hidden state at each image's last token
+        self.distortion_head: DistortionHead | None = None
+        self.lm_distortion_head: DistortionHead | None = None
 
     @property
     def tokenizer(self) -> Any:
@@ -136,8 +142,14 @@ class DepictQAModel(nn.Module):
         tokens = keep.sum()
         loss = token_loss.sum() / tokens.clamp(min=1)
         correct = (logits.argmax(-1) == target).sum()
-        aux = self.distortion_head(batch, images) if self.distortion_head is not None and self.training else None
-        return Output(loss, sample_loss / sample_tokens.clamp(min=1), sample_tokens, correct, tokens, aux)
+        aux = lm_aux = None
+        if self.training and images:
+            if self.distortion_head is not None:
+                aux = self.distortion_head(batch, torch.stack([t.mean(0) for t in images]))
+            if self.lm_distortion_head is not None:
+                states = image_end_states(hidden, batch.image_mask, [t.shape[0] for t in images])
+                lm_aux = self.lm_distortion_head(batch, states)
+        return Output(loss, sample_loss / sample_tokens.clamp(min=1), sample_tokens, correct, tokens, aux, lm_aux)
 
     @torch.no_grad()
     def generate(self, batch: Batch, max_new_tokens: int = 64, **kwargs: Any) -> Any:
@@ -177,74 +189,3 @@ class DepictQAModel(nn.Module):
             params = list(getattr(self, part).parameters())
             counts[part] = (sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
         return counts
-
-
-class DistortionHead(nn.Module):
-    """Auxiliary supervision for a from-scratch encoder: from each image's mean projected token,
-    predict which distortion categories it carries (binary cross-entropy), how severe each is
-    (squared error on severity / 5, for the categories present) and the image's quality score
-    (squared error on quality / 100), the score A/B preferences are decided by.
-
-    The targets come from the synthetic samples' metadata (``depictqa synth`` writes the distortions
-    and quality of every image; a reference image has none and quality 100); images without such
-    metadata (captions, official datasets) are left out. The head is used only in training: the
-    answers still come from the LM.
-    """
-
-    def __init__(self, width: int, categories: Sequence[str]) -> None:
-        super().__init__()
-        self.categories = list(categories)
-        self.index = {c: i for i, c in enumerate(self.categories)}
-        self.proj = nn.Linear(width, 2 * len(self.categories) + 1)
-
-    def targets(self, batch: Batch) -> list[tuple[dict[str, int], float | None] | None]:
-        """Per image of ``batch.pixels``: ({category: severity}, quality or None), or None where the
-        metadata does not say."""
-        out: list[tuple[dict[str, int], float | None] | None] = []
-        for task, meta, n in zip(batch.tasks, batch.meta, batch.num_images):
-            if task == "assess" and "distortions" in meta:
-                known = [(meta["distortions"], meta.get("quality"))]
-            elif task == "compare" and "distortions_A" in meta and "distortions_B" in meta:
-                known = [(meta["distortions_A"], meta.get("quality_A")), (meta["distortions_B"], meta.get("quality_B"))]
-            else:
-                out += [None] * n
-                continue
-            if n < len(known):
-                out += [None] * n
-                continue
-            # prompt order: the reference (undistorted) first when there is one
-            for dist, q in [([], 100.0)] * (n - len(known)) + known:
-                ok = all(d.get("category") in self.index for d in dist)
-                out.append(({d["category"]: int(d["severity"]) for d in dist}, q) if ok else None)
-        return out
-
-    def forward(self, batch: Batch, images: list[torch.Tensor]) -> torch.Tensor | None:
-        if len(batch.num_images) != batch.num_samples:
-            return None  # a batch built without per-sample image counts (inference batches)
-        targets = self.targets(batch)
-        if len(targets) != len(images):
-            raise ValueError(f"distortion head: {len(images)} images but the batch describes {len(targets)}")
-        rows = [i for i, t in enumerate(targets) if t is not None]
-        if not rows:
-            # nothing to learn from in this batch; a zero that still reaches every weight of the
-            # head keeps DDP from waiting for gradients that never come
-            return sum(p.sum() for p in self.parameters()) * 0.0
-        pooled = torch.stack([images[i].mean(0) for i in rows]).to(self.proj.weight.dtype)
-        out = self.proj(pooled).float()
-        c = len(self.categories)
-        present_logits, severity, quality = out[:, :c], out[:, c:2 * c], out[:, -1]
-        present = torch.zeros_like(present_logits)
-        level = torch.zeros_like(severity)
-        score = torch.zeros_like(quality)
-        scored = torch.zeros_like(quality)
-        for r, i in enumerate(rows):
-            cats, q = targets[i]  # type: ignore[misc]
-            for cat, sev in cats.items():
-                present[r, self.index[cat]] = 1.0
-                level[r, self.index[cat]] = sev / 5.0
-            if q is not None:
-                score[r], scored[r] = float(q) / 100.0, 1.0
-        bce = F.binary_cross_entropy_with_logits(present_logits, present)
-        sq = ((severity - level) ** 2 * present).sum() / present.sum().clamp(min=1)
-        sq_quality = ((quality - score) ** 2 * scored).sum() / scored.sum().clamp(min=1)
-        return bce + sq + sq_quality

@@ -48,6 +48,9 @@ class DepictQATask(L.LightningModule):
         if out.aux_loss is not None:
             self.log("train/distortion_loss", out.aux_loss, batch_size=bs)
             loss = loss + self.recipe.model.distortion_head * out.aux_loss
+        if out.lm_aux_loss is not None:
+            self.log("train/lm_distortion_loss", out.lm_aux_loss, batch_size=bs)
+            loss = loss + self.recipe.model.lm_distortion_head * out.lm_aux_loss
         self.log("train/token_acc", out.correct.float() / out.tokens.clamp(min=1), batch_size=bs)
         self.log("train/answer_tokens", out.tokens.float(), reduce_fx="sum", batch_size=bs)
         if batch.data_stats is not None:
