@@ -88,7 +88,9 @@ def test_fsdp2_checkpoint_gathers_full_weights_and_optimizer_state(tmp_path):
     assert set(got) == set(expected) and len(got) > 10
     for name, tensor in expected.items():
         assert got[name].shape == tensor.shape, name
-        torch.testing.assert_close(got[name], tensor, rtol=1e-4, atol=1e-6, msg=name)
+        # One AdamW step at lr 1e-2: a gradient near zero turns the sharded sum's rounding into a
+        # visible weight difference (8.8e-6 seen on one machine); 1e-4 is 1% of one step.
+        torch.testing.assert_close(got[name], tensor, rtol=1e-4, atol=1e-4, msg=name)
 
     # Optimiser state, saved by parameter name: same moments as the unsharded step.
     state, info = load_state(tmp_path)
