@@ -199,7 +199,7 @@ def _conf(x: float | None) -> str:
 
 
 def run_demo(out: str | Path = "demo_out", minutes: float = 10.0, recipe: str | None = None, samples: int = 20000,
-             test_samples: int = 2800, size: int = 64, fresh: bool = False, overrides: list[str] | None = None,
+             test_samples: int = 5600, size: int = 64, fresh: bool = False, overrides: list[str] | None = None,
              workers: int | None = None) -> dict:
     """The whole demo; returns the results table (also written to ``out/results.json``)."""
     from depictqa.infer.assessor import Assessor

@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="total time budget (default: 10)")
     parser.add_argument("--recipe", default=None, help="recipe to train (default: recipes/tiny.yaml)")
     parser.add_argument("--samples", type=int, default=20000, help="training samples to synthesise")
-    parser.add_argument("--test-samples", type=int, default=2800, help="held-out samples (over 14 test files)")
+    parser.add_argument("--test-samples", type=int, default=5600,
+                        help="held-out samples, spread over 14 test files (default: 5600, 400 per file)")
     parser.add_argument("--size", type=int, default=64, help="synthesised image size in pixels")
     parser.add_argument("--workers", type=int, default=None, help="synthesis processes (default: the CPU count, at most 16)")
     parser.add_argument("--fresh", action="store_true", help="re-synthesise and retrain")
