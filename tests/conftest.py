@@ -69,6 +69,19 @@ def mixed_items(model):
             make_item(model, "compare", False, "Which image is better?", "Image B is better.", [(3 * p, 3 * p)] * 2, 4)]
 
 
+def fit_steps(model, batch, loss_of, steps: int = 30, lr: float = 3e-3) -> tuple[float, float]:
+    """Adam on ``loss_of(model(batch))`` for ``steps`` steps -> (first loss, last loss)."""
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = loss_of(model(batch))
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return losses[0], losses[-1]
+
+
 def random_image(seed: int, h: int = 40, w: int = 48) -> np.ndarray:
     rng = np.random.default_rng(seed)
     base = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
