@@ -65,8 +65,10 @@ class DistortionHead(nn.Module):
         out: list[float | None] = []
         for task, meta, n in zip(batch.tasks, batch.meta, batch.num_images):
             qa, qb = meta.get("quality_A"), meta.get("quality_B")
-            pref = float(qa > qb) if task == "compare" and n >= 2 and qa is not None and qb is not None and qa != qb else None
-            out += [None] * (n - 1) + [pref] if n else []
+            known = task == "compare" and n >= 2 and qa is not None and qb is not None and qa != qb
+            out += [None] * n
+            if known:
+                out[-1] = float(qa > qb)
         return out
 
     def forward(self, batch: Batch, features: torch.Tensor) -> torch.Tensor | None:

@@ -69,8 +69,9 @@ def mixed_items(model):
             make_item(model, "compare", False, "Which image is better?", "Image B is better.", [(3 * p, 3 * p)] * 2, 4)]
 
 
-def fit_steps(model, batch, loss_of, steps: int = 30, lr: float = 3e-3) -> tuple[float, float]:
-    """Adam on ``loss_of(model(batch))`` for ``steps`` steps -> (first loss, last loss)."""
+def fit_steps(model, batch, loss_of, steps: int = 30, lr: float = 3e-3, after_backward=None) -> tuple[float, float]:
+    """Adam on ``loss_of(model(batch))`` for ``steps`` steps -> (first loss, last loss);
+    ``after_backward(model)`` runs after every backward (to check gradients)."""
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     losses = []
     for _ in range(steps):
@@ -78,6 +79,8 @@ def fit_steps(model, batch, loss_of, steps: int = 30, lr: float = 3e-3) -> tuple
         losses.append(loss.item())
         opt.zero_grad()
         loss.backward()
+        if after_backward is not None:
+            after_backward(model)
         opt.step()
     return losses[0], losses[-1]
 

@@ -69,9 +69,9 @@ def reflect_smoothing_matrix(n: int, window: torch.Tensor) -> torch.Tensor:
     """``[n, n]`` matrix ``M`` with ``x @ M`` = ``x`` convolved with ``window`` along its last axis,
     reflect-padded (as ``F.pad(mode="reflect")`` + ``conv1d``).
 
-    On the CPU one small matmul per axis is about three times faster than the padded depthwise
-    convolutions it replaces (measured on the demo's 64 px batches), and the statistics of every
-    image of every training step run through it."""
+    On the CPU one small matmul per axis is faster than the padded depthwise convolutions it
+    replaces (1.7 against 4.5 ms for 70 RGB images of 64 px, measured on 2 cores), and the
+    statistics of every image of every training step run through it."""
     k = window.numel()
     if n <= k // 2:
         raise ValueError(f"cannot reflect-pad a size-{n} axis for a {k}-tap window")
@@ -115,7 +115,8 @@ class MSCN(nn.Module):
 
 def _percentiles(x: torch.Tensor, qs: tuple[float, ...]) -> list[torch.Tensor]:
     """Per-row percentiles of ``[B, N]``: the value of rank ``round(q * (N - 1))``, by ``kthvalue``
-    (``torch.quantile`` caps the input size; a full sort per statistic took a third of them)."""
+    (``torch.quantile`` caps the input size; sorting was over a third of the statistics' time in
+    the profiler)."""
     n = x.shape[1] - 1
     return [x.kthvalue(round(q * n) + 1, dim=1).values for q in qs]
 
