@@ -79,7 +79,8 @@ def _feature_cache(recipe: DictConfig, enc_mode: str):
     if enc_mode != "frozen":
         raise RecipeError(f"model.encoder_cache_gb needs model.encoder.train: frozen (got {enc_mode!r}): "
                           "a trained encoder's features change every step")
-    if recipe.get("data", {}).get("image", {}).get("crop") is not None:
-        raise RecipeError("model.encoder_cache_gb needs data.image.crop: null: random crops make every "
-                          "view of an image different")
+    image = recipe.get("data", {}).get("image", {})
+    if image.get("crop") is not None or image.get("flip"):
+        raise RecipeError("model.encoder_cache_gb needs data.image.crop: null and data.image.flip: null: "
+                          "random crops and flips make every view of an image different")
     return FeatureCache(int(recipe.model.encoder_cache_gb * 2**30))

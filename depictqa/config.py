@@ -32,6 +32,7 @@ class ImageSchema:
     max_long_side: int = 672
     min_size: int = 70
     crop: Optional[list[float]] = None
+    flip: Optional[str] = None  # training flips shared by a sample's images: h, hv or dihedral
 
 
 @dataclass
@@ -218,6 +219,11 @@ def validate(cfg: DictConfig) -> None:
     crop = cfg.data.image.crop
     if crop is not None and (len(crop) != 2 or not 0 < crop[0] <= crop[1] <= 1):
         raise RecipeError("data.image.crop: expected [low, high] with 0 < low <= high <= 1")
+    from depictqa.data.images import FLIPS
+
+    flip = cfg.data.image.flip
+    if flip is not None and flip not in FLIPS:
+        raise RecipeError(f"data.image.flip: {flip!r} is not one of {', '.join(FLIPS)} (or null)")
 
 
 def _looks_local(value: str) -> bool:

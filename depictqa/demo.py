@@ -18,6 +18,10 @@ EVALS = [("quality_single_A_noref_single", "quality_single_A_noref", "identifica
          ("quality_single_A_single", "quality_single_A", "identification", "FR identification"),
          ("quality_compare_noref_single", "quality_compare_noref", "rating", "NR rating (A/B)"),
          ("quality_compare_single", "quality_compare", "rating", "FR rating (A/B)")]
+# The same A/B pairs asked in both orders (``Assessor.prefer(both_orders=True)``): the pick is by
+# P(A better) averaged over "A then B" and "B then A". (test file stem, title)
+BOTH_ORDERS = [("quality_compare_noref_single", "NR rating (A/B), both orders"),
+               ("quality_compare_single", "FR rating (A/B), both orders")]
 
 
 def synthesise(out: Path, samples: int, test_samples: int, size: int, fresh: bool, workers: int = 2) -> dict:
@@ -67,6 +71,29 @@ def predict(assessor: Any, meta_path: Path) -> list[dict[str, Any]]:
             for r, a in zip(records, answers)]
 
 
+def predict_both_orders(assessor: Any, meta_path: Path) -> list[dict[str, Any]]:
+    """Each pair of an official comparison meta asked as given and with A and B swapped; the answer
+    is the image whose averaged P(better) is higher, the confidence that probability."""
+    records = json.loads(meta_path.read_text())
+    by_query: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        by_query.setdefault(r["query"], []).append(i)
+    out: list[dict[str, Any]] = [{} for _ in records]
+    for query, rows in by_query.items():
+        picked = [records[i] for i in rows]
+        path = lambda r, key: str(meta_path.parent / r[key]) if r.get(key) else None  # noqa: E731
+        prefs = assessor.prefer([path(r, "image_A") for r in picked], [path(r, "image_B") for r in picked],
+                                reference=[path(r, "image_ref") for r in picked], query=query, both_orders=True)
+        for i, r, p in zip(rows, picked, prefs):
+            if p.error:
+                out[i] = {"id": r["id"], "text": "", "confidence": None, "error": p.error}
+                continue
+            q = p.p_a_debiased
+            out[i] = {"id": r["id"], "text": "Image A" if q >= 0.5 else "Image B", "confidence": max(q, 1.0 - q),
+                      "p_a": q, "p_a_as_given": p.p_a, "p_a_swapped": 1.0 - p.p_b_when_first}
+    return out
+
+
 def evaluate(out: Path, assessor: Any) -> dict[str, Any]:
     from depictqa.eval.baselines import run_baselines
     from depictqa.eval.command import evaluate as compute
@@ -76,11 +103,13 @@ def evaluate(out: Path, assessor: Any) -> dict[str, Any]:
     pred_dir.mkdir(parents=True, exist_ok=True)
     rows: dict[str, Any] = {}
     print("[3/5] evaluating on the held-out set")
-    for stem, _task, metric, title in EVALS:
+    jobs = [(stem, metric, title, f"pred_{stem}.json", predict) for stem, _task, metric, title in EVALS]
+    jobs += [(stem, "rating", title, f"pred_{stem}_both_orders.json", predict_both_orders) for stem, title in BOTH_ORDERS]
+    for stem, metric, title, pred_name, run in jobs:
         gt_path = test / f"{stem}.json"
         start = time.perf_counter()
-        preds = predict(assessor, gt_path)
-        pred_path = pred_dir / f"pred_{stem}.json"
+        preds = run(assessor, gt_path)
+        pred_path = pred_dir / pred_name
         pred_path.write_text(json.dumps(preds, indent=1))
         gt = load_ground_truth(gt_path)
         result = compute(match(load_predictions(pred_path), gt).pairs, gt, [metric], use_embeddings=False)
@@ -173,7 +202,9 @@ def write_report(out: Path, table: dict[str, Any], shown: list[dict[str, Any]], 
     for name, acc in table["baselines"].items():
         note = "; ".join(notes.get(name, [])) if acc != acc else "score-based, same pairs"
         lines.append(f"| FR rating (A/B), {name} baseline | {table['FR rating (A/B)']['n']} | {_pct(acc)} | {note} |")
-    lines += ["", f"Timings (s): {json.dumps(timings)}", ""]
+    lines += ["", "Rating: the model's greedy one-word answer to each pair as given; *both orders*: the image whose "
+              "P(better), averaged over the pair as given and with A and B swapped, is higher (two forward passes).",
+              "", f"Timings (s): {json.dumps(timings)}", ""]
     for png, title in ((loss_png, "Training loss"), (confusion_png, "NR identification confusion"),
                        (examples_png, "Held-out examples")):
         if png:

@@ -51,3 +51,9 @@ def test_cli_exits_2_with_one_line_error():
                            "optim.lrr=1", "--no-build"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "optim.lrr" in proc.stderr
+
+
+def test_unknown_image_flip_lists_choices():
+    with pytest.raises(RecipeError, match="data.image.flip: 'rotate' is not one of h, hv, dihedral"):
+        tiny_recipe("data.image.flip=rotate")
+    assert tiny_recipe("data.image.flip=dihedral").data.image.flip == "dihedral"

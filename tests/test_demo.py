@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from depictqa.demo import EVALS
+from depictqa.demo import BOTH_ORDERS, EVALS
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def test_demo_writes_the_report_and_figures(demo):
     for png in ("loss.png", "confusion_nr.png", "examples.png"):
         assert (out / "figures" / png).stat().st_size > 1000
     assert (out / "run/checkpoints/last/trainable.safetensors").is_file()
-    assert set(summary) == {title for *_, title in EVALS} | {"baselines"}
+    assert set(summary) == {title for *_, title in EVALS} | {title for _, title in BOTH_ORDERS} | {"baselines"}
     assert 0.0 <= summary["baselines"]["PSNR"] <= 1.0
 
 
@@ -40,13 +40,27 @@ def test_demo_loss_falls(demo):
 
 def test_demo_numbers_are_reproduced_by_evaluate(demo, tmp_path):
     out, summary = demo
-    for stem, _task, metric, title in EVALS:
-        proc = subprocess.run([sys.executable, "-m", "depictqa.cli", "evaluate", "--pred",
-                               str(out / "eval" / f"pred_{stem}.json"), "--gt", str(out / "data/test" / f"{stem}.json"),
-                               "--metric", metric, "--out", str(tmp_path / stem)], capture_output=True, text=True)
+    jobs = [(f"pred_{stem}.json", stem, metric, title) for stem, _task, metric, title in EVALS]
+    jobs += [(f"pred_{stem}_both_orders.json", stem, "rating", title) for stem, title in BOTH_ORDERS]
+    for pred, stem, metric, title in jobs:
+        proc = subprocess.run([sys.executable, "-m", "depictqa.cli", "evaluate", "--pred", str(out / "eval" / pred),
+                               "--gt", str(out / "data/test" / f"{stem}.json"), "--metric", metric,
+                               "--out", str(tmp_path / pred)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
-        result = json.loads((tmp_path / stem / "results.json").read_text())[metric]
+        result = json.loads((tmp_path / pred / "results.json").read_text())[metric]
         assert result["accuracy"] == pytest.approx(summary[title]["accuracy"], nan_ok=True)
+
+
+def test_both_orders_rating_averages_the_two_orders(demo):
+    out, _ = demo
+    for stem, _title in BOTH_ORDERS:
+        preds = json.loads((out / "eval" / f"pred_{stem}_both_orders.json").read_text())
+        gt = json.loads((out / "data/test" / f"{stem}.json").read_text())
+        assert [p["id"] for p in preds] == [g["id"] for g in gt]
+        for p in preds:
+            assert p["p_a"] == pytest.approx((p["p_a_as_given"] + p["p_a_swapped"]) / 2)
+            assert p["text"] == ("Image A" if p["p_a"] >= 0.5 else "Image B")
+            assert p["confidence"] == pytest.approx(max(p["p_a"], 1 - p["p_a"]))
 
 
 def test_second_run_reuses_data_and_checkpoint(demo, capsys):

@@ -60,6 +60,9 @@ def test_cache_is_refused_with_a_trained_encoder_or_random_crops():
     with pytest.raises(RecipeError, match="crop"):
         build_model(tiny_recipe("model.encoder.train=frozen", "model.encoder_cache_gb=1",
                                 "data.image.crop=[0.7, 1.0]"), texts=TEXTS)
+    with pytest.raises(RecipeError, match="flip"):
+        build_model(tiny_recipe("model.encoder.train=frozen", "model.encoder_cache_gb=1",
+                                "data.image.flip=h"), texts=TEXTS)
 
 
 def test_training_items_carry_image_keys_only_when_caching():

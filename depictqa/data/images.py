@@ -3,9 +3,9 @@
 :func:`load_image` turns stored bytes (or a path, PIL image, array) into an 8-bit RGB image, with
 the odd modes real IQA data contains handled properly. :func:`prepare_images` turns the images of
 one sample into normalised ``[3, H, W]`` tensors: aspect kept, downscaled (never upscaled) so the
-short side is ≤ ``short_side`` and the long side ≤ ``max_long_side``, an optional training crop,
-then padded at the bottom/right to ≥ ``min_size`` and a multiple of the patch size. All images of
-a sample share one geometry and one crop, so a reference and its distorted versions stay aligned.
+short side is ≤ ``short_side`` and the long side ≤ ``max_long_side``, an optional training crop
+and flip, then padded at the bottom/right to ≥ ``min_size`` and a multiple of the patch size. All images of
+a sample share one geometry, one crop and one flip, so a reference and its distorted versions stay aligned.
 
 Resampling is antialiased bicubic, done by ``torch.nn.functional.interpolate`` on the uint8
 pixels: it matches PIL's bicubic resize to within one grey level and runs about 4x faster on a
@@ -31,6 +31,12 @@ CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
 
+# Training flips (``ImageConfig.flip``), each drawn with probability 1/2 per sample: "h" mirrors
+# left-right; "hv" also up-down; "dihedral" also transposes square images (the 8 symmetries of a
+# square). They change the content, not the quality: every distortion is still there, as strong.
+FLIPS = ("h", "hv", "dihedral")
+
+
 class ImageError(ValueError):
     """An image that cannot be used: corrupt, truncated, empty or too large. Names where it came from."""
 
@@ -51,6 +57,7 @@ class ImageConfig:
     max_long_side: int = 672
     min_size: int = 70
     crop: tuple[float, float] | None = None  # training crop ratio range per side, e.g. (0.7, 1.0)
+    flip: str | None = None  # training flips: "h", "hv" or "dihedral" (see FLIPS)
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
     max_pixels: int = 64_000_000
@@ -177,6 +184,16 @@ def _crop_box(height: int, width: int, crop: tuple[float, float],
     return left, top, left + cw, top + ch
 
 
+def _flip_dims(flip: str, square: bool, rng: random.Random) -> tuple[list[int], bool]:
+    """One sample's flip: (tensor dims to reverse, whether to transpose H and W)."""
+    if flip not in FLIPS:
+        raise ValueError(f"image flip {flip!r}: expected one of {', '.join(FLIPS)} or None")
+    dims = [2] if rng.random() < 0.5 else []
+    if flip in ("hv", "dihedral") and rng.random() < 0.5:
+        dims.append(1)
+    return dims, flip == "dihedral" and square and rng.random() < 0.5
+
+
 def resize_uint8(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """uint8 ``[3, H, W]`` -> uint8 ``[3, height, width]``, antialiased bicubic (as PIL's BICUBIC)."""
     out = torch.nn.functional.interpolate(pixels.unsqueeze(0), size=(height, width), mode="bicubic",
@@ -190,7 +207,8 @@ def prepare_images(images: Mapping[str, Image.Image], cfg: ImageConfig, patch_si
     ``patch_size``, all of one shape.
 
     The geometry (and, when ``rng`` is given and ``cfg.crop`` set, one random crop box, taken
-    before resizing so no detail is lost) comes from the first image. An image of another size is
+    before resizing so no detail is lost) comes from the first image. With ``rng`` and
+    ``cfg.flip``, one random flip (:data:`FLIPS`) is drawn for the sample and applied to each image. An image of another size is
     first resized to the first's size: distorted copies of a reference should match it, and a
     shared crop only means something on a shared pixel grid.
     """
@@ -202,6 +220,7 @@ def prepare_images(images: Mapping[str, Image.Image], cfg: ImageConfig, patch_si
     if rng is not None and cfg.crop is not None:
         box = _crop_box(height, width, cfg.crop, rng)
     th, tw = _fit(box[3] - box[1], box[2] - box[0], cfg)
+    dims = _flip_dims(cfg.flip, th == tw, rng) if rng is not None and cfg.flip else ([], False)
     ph, pw = _pad_to(th, cfg, patch_size), _pad_to(tw, cfg, patch_size)
     mean = torch.tensor(cfg.mean, dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(cfg.std, dtype=torch.float32).view(3, 1, 1)
@@ -221,6 +240,10 @@ def prepare_images(images: Mapping[str, Image.Image], cfg: ImageConfig, patch_si
         pixels = torch.from_numpy(np.array(cropped, dtype=np.uint8)).permute(2, 0, 1)
         if (tw, th) != cropped.size:
             pixels = resize_uint8(pixels, th, tw)
+        if dims[0]:
+            pixels = pixels.flip(dims[0])
+        if dims[1]:
+            pixels = pixels.transpose(1, 2)
         tensor = fill.expand(3, ph, pw).clone()
         tensor[:, :th, :tw] = pixels if cfg.uint8 else (pixels.float().div_(255.0) - mean).div_(std)
         out[name] = tensor

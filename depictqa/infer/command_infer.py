@@ -16,6 +16,7 @@ EXAMPLES = """  depictqa infer --ckpt CKPT --meta test/quality_compare.json --ta
   depictqa infer --ckpt CKPT --meta meta.json --images /data/kadid --task quality_single_A_noref \\
       --style detail --batch-size 16 --out detail.json
   depictqa infer --ckpt CKPT --meta pairs.json --task quality_compare --mode prefer --out prefer.json
+  depictqa infer --ckpt CKPT --meta pairs.json --task quality_compare --mode prefer --both-orders --out p2.json
   (an interrupted run resumes from answers.json.jsonl when started again with the same options)
 """
 TASKS = ("quality_compare", "quality_compare_noref", "quality_single_A", "quality_single_A_noref",
@@ -32,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=MODES, default="text",
                         help="text: generate answers; prefer: P(A better) from one forward pass (compare "
                              "tasks); score: 1-5 quality from one forward pass (single tasks)")
+    parser.add_argument("--both-orders", action="store_true",
+                        help="with --mode prefer: also ask with A and B swapped and answer by P(A better) "
+                             "averaged over the two orders (twice the forward passes)")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="requests per batch (default: 8)")
     add_model_arguments(parser)
     add_generation_arguments(parser)
@@ -42,6 +46,8 @@ def _problem(args: argparse.Namespace) -> str | None:
         return f"--batch-size must be >= 1, got {args.batch_size}"
     if args.mode == "prefer" and not args.task.startswith("quality_compare"):
         return f"--mode prefer needs a compare task, got --task {args.task}"
+    if args.both_orders and args.mode != "prefer":
+        return f"--both-orders needs --mode prefer, got --mode {args.mode}"
     if args.mode == "score" and not args.task.startswith("quality_single"):
         return f"--mode score needs a quality_single_* task, got --task {args.task}"
     if args.images is not None and not Path(args.images).is_dir():
@@ -62,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(err))
     out = Path(args.out)
     settings = {"ckpt": str(Path(args.ckpt).resolve()), "meta": str(Path(args.meta).resolve()), "task": args.task,
-                "mode": args.mode, "style": args.style, "max_new_tokens": args.max_new_tokens,
+                "mode": args.mode, **({"both_orders": True} if args.both_orders else {}), "style": args.style, "max_new_tokens": args.max_new_tokens,
                 "temperature": args.temperature, "top_p": args.top_p}
     try:
         partial = PartialResults(out.with_name(out.name + ".jsonl"), settings)
@@ -115,9 +121,18 @@ def _answer(assessor: Any, requests: list[Any], args: argparse.Namespace) -> lis
     refs = [r.images.get("ref") for r in requests]
     if args.mode == "prefer":
         # The official query may ask for a paragraph; preference reads the single-answer question.
-        results = assessor.prefer([r.images["a"] for r in requests], [r.images["b"] for r in requests], refs)
-        return [_record(i, p.error, text=p.text, confidence=p.confidence, probabilities=p.probabilities, p_a=p.p_a)
-                for i, p in zip(ids, results)]
+        results = assessor.prefer([r.images["a"] for r in requests], [r.images["b"] for r in requests], refs,
+                                  both_orders=args.both_orders)
+        if not args.both_orders:
+            return [_record(i, p.error, text=p.text, confidence=p.confidence, probabilities=p.probabilities,
+                            p_a=p.p_a) for i, p in zip(ids, results)]
+        records = []
+        for i, p in zip(ids, results):
+            q = p.p_a_debiased
+            records.append(_record(i, p.error, text=None if q is None else ("Image A" if q >= 0.5 else "Image B"),
+                                   confidence=None if q is None else max(q, 1.0 - q), p_a=q, p_a_as_given=p.p_a,
+                                   p_a_swapped=None if q is None else 1.0 - p.p_b_when_first))
+        return records
     results = assessor.score([r.images["a"] for r in requests], refs)
     records = []
     for i, s in zip(ids, results):

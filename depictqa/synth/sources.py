@@ -100,11 +100,16 @@ def folder_images(folder: str | os.PathLike) -> tuple[list[SourceImage], list[st
 
 
 def crop_box(rng: np.random.Generator, shape: tuple[int, ...], split: str) -> tuple[int, int, int, int]:
-    """A square crop ``(x0, y0, x1, y1)`` inside the ``split`` ("train"/"test") columns."""
+    """A square crop ``(x0, y0, x1, y1)`` inside the ``split`` ("train"/"test") columns.
+
+    Both splits draw the same sides (a share of the narrower test columns), so training and test
+    crops are downscaled alike: with sides taken from each split's own width, training crops of a
+    512 px photo were 179-358 px (2.8-5.6x smaller at 64 px) and test crops 77-154 px (1.2-2.4x).
+    """
     h, w = shape[:2]
     cut = int(round(w * TEST_SPLIT))
     lo, hi = (0, cut) if split == "train" else (cut, w)
-    side = max(16, int(min(hi - lo, h) * float(rng.choice(CROP_SCALES))))
+    side = max(16, int(min(w - cut, h) * float(rng.choice(CROP_SCALES))))
     x0 = int(rng.integers(lo, hi - side + 1))
     y0 = int(rng.integers(0, h - side + 1))
     return x0, y0, x0 + side, y0 + side

@@ -124,6 +124,32 @@ def test_full_reference_group_shares_one_crop() -> None:
     assert torch.equal(again, out["ref"])  # the crop depends only on the rng
 
 
+def test_training_flip_is_shared_by_the_sample_and_reaches_every_symmetry() -> None:
+    array = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    plain = prepare_images({"a": Image.fromarray(array)}, ImageConfig(min_size=32, uint8=True), 16)["a"]
+    base = torch.from_numpy(array).permute(2, 0, 1)
+    symmetries = {t.numpy().tobytes() for r in range(4) for t in (torch.rot90(base, r, (1, 2)),
+                                                                   torch.rot90(base, r, (1, 2)).flip(2))}
+    for flip, variants in (("h", 2), ("hv", 4), ("dihedral", 8)):
+        cfg = ImageConfig(flip=flip, min_size=32, uint8=True)  # 64 px: no padding
+        seen = set()
+        for seed in range(64):
+            out = prepare_images({"ref": Image.fromarray(array), "a": Image.fromarray(255 - array)}, cfg, 16,
+                                 random.Random(seed))
+            assert torch.equal(out["a"], 255 - out["ref"])  # one flip for all images of the sample
+            seen.add(out["ref"].numpy().tobytes())
+        assert len(seen) == variants and seen <= symmetries, flip
+    # no rng (evaluation, inference): never flipped; a non-square image is never transposed
+    assert torch.equal(prepare_images({"a": Image.fromarray(array)},
+                                      ImageConfig(flip="dihedral", min_size=32, uint8=True), 16)["a"], plain)
+    wide = Image.fromarray(np.zeros((64, 96, 3), np.uint8))
+    cfg = ImageConfig(flip="dihedral", short_side=64, max_long_side=96, min_size=32)
+    shapes = {prepare_images({"a": wide}, cfg, 16, random.Random(s))["a"].shape for s in range(16)}
+    assert shapes == {(3, 64, 96)}
+    with pytest.raises(ValueError, match="flip"):
+        prepare_images({"a": wide}, ImageConfig(flip="rotate"), 16, random.Random(0))
+
+
 def test_group_of_different_sizes_resized_to_the_first() -> None:
     cfg = ImageConfig()
     out = prepare_images({"ref": Image.new("RGB", (400, 300)), "a": Image.new("RGB", (200, 100))}, cfg, 14)

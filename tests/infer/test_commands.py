@@ -76,6 +76,15 @@ def test_prefer_and_score_modes(ckpt, compare_meta, tmp_path, images):
     assert _infer(ckpt, compare_meta, out, "--mode", "prefer") == 0
     rec = json.loads(out.read_text())[0]
     assert rec["text"] in ("Image A", "Image B") and abs(sum(rec["probabilities"].values()) - 1) < 1e-5
+    both = tmp_path / "both.json"
+    assert _infer(ckpt, compare_meta, both, "--mode", "prefer", "--both-orders") == 0
+    answered = [(r, a) for r, a in zip(json.loads(both.read_text()), json.loads(out.read_text())) if not r.get("error")]
+    assert len(answered) == 3
+    for rec, again in answered:
+        assert rec["p_a_as_given"] == pytest.approx(again["p_a"], abs=1e-5)  # the first order is the plain run
+        assert rec["p_a"] == pytest.approx((rec["p_a_as_given"] + rec["p_a_swapped"]) / 2)
+        assert rec["text"] == ("Image A" if rec["p_a"] >= 0.5 else "Image B")
+    assert _infer(ckpt, compare_meta, tmp_path / "x.json", "--both-orders") == 2  # only with --mode prefer
     single = tmp_path / "single.json"
     single.write_text(json.dumps([{"id": "s0", "image_A": str(compare_meta.parent / "img" / "a0.png"), "query": "?"}]))
     scored = tmp_path / "scores.json"

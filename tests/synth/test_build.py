@@ -117,3 +117,19 @@ def test_mixes_follow_their_weights_and_unknown_mix_is_refused():
     assert demo[("assess", "single")] > 1.5 * dq[("assess", "single")]  # identification-heavy
     with pytest.raises(ValueError, match="unknown mix 'dq2'"):
         plan(10, seed=0, mix="dq2")
+
+
+def test_train_and_test_crops_have_the_same_sizes_in_their_own_columns():
+    from depictqa.synth.sources import CROP_SCALES, crop_box
+
+    rng = np.random.default_rng(0)
+    for shape in ((512, 512, 3), (300, 451, 3), (640, 200, 3)):
+        cut = int(round(shape[1] * TEST_SPLIT))
+        sides = {}
+        for split in ("train", "test"):
+            boxes = [crop_box(rng, shape, split) for _ in range(400)]
+            assert all(b[2] - b[0] == b[3] - b[1] for b in boxes)  # square
+            assert all((b[2] <= cut) if split == "train" else (b[0] >= cut) for b in boxes), split
+            sides[split] = {b[2] - b[0] for b in boxes}
+        # a test crop is downscaled to the synthesis size as much as a training crop is
+        assert sides["train"] == sides["test"] and len(sides["test"]) == len(CROP_SCALES), shape
