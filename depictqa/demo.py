@@ -78,10 +78,13 @@ def predict_both_orders(assessor: Any, meta_path: Path) -> list[dict[str, Any]]:
     by_query: dict[str, list[int]] = {}
     for i, r in enumerate(records):
         by_query.setdefault(r["query"], []).append(i)
+
+    def path(r: dict[str, Any], key: str) -> str | None:
+        return str(meta_path.parent / r[key]) if r.get(key) else None
+
     out: list[dict[str, Any]] = [{} for _ in records]
     for query, rows in by_query.items():
         picked = [records[i] for i in rows]
-        path = lambda r, key: str(meta_path.parent / r[key]) if r.get(key) else None  # noqa: E731
         prefs = assessor.prefer([path(r, "image_A") for r in picked], [path(r, "image_B") for r in picked],
                                 reference=[path(r, "image_ref") for r in picked], query=query, both_orders=True)
         for i, r, p in zip(rows, picked, prefs):
