@@ -107,7 +107,8 @@ def evaluate(out: Path, assessor: Any) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     print("[3/5] evaluating on the held-out set")
     jobs = [(stem, metric, title, f"pred_{stem}.json", predict) for stem, _task, metric, title in EVALS]
-    jobs += [(stem, "rating", title, f"pred_{stem}_both_orders.json", predict_both_orders) for stem, title in BOTH_ORDERS]
+    jobs += [(stem, "rating", title, f"pred_{stem}_both_orders.json", predict_both_orders)
+             for stem, title in BOTH_ORDERS]
     for stem, metric, title, pred_name, run in jobs:
         gt_path = test / f"{stem}.json"
         start = time.perf_counter()

@@ -4,8 +4,9 @@
 the odd modes real IQA data contains handled properly. :func:`prepare_images` turns the images of
 one sample into normalised ``[3, H, W]`` tensors: aspect kept, downscaled (never upscaled) so the
 short side is ≤ ``short_side`` and the long side ≤ ``max_long_side``, an optional training crop
-and flip, then padded at the bottom/right to ≥ ``min_size`` and a multiple of the patch size. All images of
-a sample share one geometry, one crop and one flip, so a reference and its distorted versions stay aligned.
+and flip, then padded at the bottom/right to ≥ ``min_size`` and a multiple of the patch size. All
+images of a sample share one geometry, one crop and one flip, so a reference and its distorted
+versions stay aligned.
 
 Resampling is antialiased bicubic, done by ``torch.nn.functional.interpolate`` on the uint8
 pixels: it matches PIL's bicubic resize to within one grey level and runs about 4x faster on a
@@ -207,10 +208,10 @@ def prepare_images(images: Mapping[str, Image.Image], cfg: ImageConfig, patch_si
     ``patch_size``, all of one shape.
 
     The geometry (and, when ``rng`` is given and ``cfg.crop`` set, one random crop box, taken
-    before resizing so no detail is lost) comes from the first image. With ``rng`` and
-    ``cfg.flip``, one random flip (:data:`FLIPS`) is drawn for the sample and applied to each image. An image of another size is
-    first resized to the first's size: distorted copies of a reference should match it, and a
-    shared crop only means something on a shared pixel grid.
+    before resizing so no detail is lost) comes from the first image, and so, with ``rng`` and
+    ``cfg.flip``, does one random flip (:data:`FLIPS`) applied to every image. An image of another
+    size is first resized to the first's size: distorted copies of a reference should match it,
+    and a shared crop only means something on a shared pixel grid.
     """
     if not images:
         return {}

@@ -113,8 +113,9 @@ def run_baselines(gt_records: Sequence[dict[str, Any]], root: str | Path | None 
         ref, a, b = (_tensor(image_path(rec, k)) for k in ("image_ref", "image_A", "image_B"))
         truth = "A" if rec["A_better_B"] else "B"
         if a.shape != ref.shape or b.shape != ref.shape:
+            mismatch = f"size mismatch {tuple(ref.shape[-2:])} vs {tuple(a.shape[-2:])}/{tuple(b.shape[-2:])}"
             for name in names:
-                notes[name].add(f"size mismatch {tuple(ref.shape[-2:])} vs {tuple(a.shape[-2:])}/{tuple(b.shape[-2:])}")
+                notes[name].add(mismatch)
             continue
         group = groups.setdefault(tuple(ref.shape), [])
         group.append((ref, a, b, truth))

@@ -68,8 +68,10 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(err))
     out = Path(args.out)
     settings = {"ckpt": str(Path(args.ckpt).resolve()), "meta": str(Path(args.meta).resolve()), "task": args.task,
-                "mode": args.mode, **({"both_orders": True} if args.both_orders else {}), "style": args.style, "max_new_tokens": args.max_new_tokens,
+                "mode": args.mode, "style": args.style, "max_new_tokens": args.max_new_tokens,
                 "temperature": args.temperature, "top_p": args.top_p}
+    if args.both_orders:  # only when set: a partial file written before the option existed still resumes
+        settings["both_orders"] = True
     try:
         partial = PartialResults(out.with_name(out.name + ".jsonl"), settings)
     except MetaError as err:
