@@ -56,14 +56,12 @@ def build_model(recipe: DictConfig, texts: Iterable[str] | None = None) -> Depic
         encoder.to(enc_dtype)
     model = DepictQAModel(encoder, projector, llm, template=recipe.model.template,
                           train_encoder=(enc_mode == "full"), encoder_dtype=enc_dtype)
-    if recipe.model.get("distortion_head", 0) > 0 or recipe.model.get("lm_distortion_head", 0) > 0:
-        from depictqa.auxiliary import DistortionHead
-        from depictqa.synth.distortions import CATEGORIES
+    for key, preference in (("distortion_head", False), ("lm_distortion_head", True)):
+        if recipe.model.get(key, 0) > 0:
+            from depictqa.auxiliary import DistortionHead
+            from depictqa.synth.distortions import CATEGORIES
 
-        if recipe.model.get("distortion_head", 0) > 0:
-            model.distortion_head = DistortionHead(model.llm.hidden_size, CATEGORIES)
-        if recipe.model.get("lm_distortion_head", 0) > 0:
-            model.lm_distortion_head = DistortionHead(model.llm.hidden_size, CATEGORIES, preference=True)
+            setattr(model, key, DistortionHead(model.llm.hidden_size, CATEGORIES, preference=preference))
     if recipe.model.get("encoder_cache_gb", 0) > 0:
         model.feature_cache = _feature_cache(recipe, enc_mode or "frozen")
     # Parts with random initial weights cannot be rebuilt from a path: checkpoints keep all of them.

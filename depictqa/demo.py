@@ -88,12 +88,8 @@ def predict_both_orders(assessor: Any, meta_path: Path) -> list[dict[str, Any]]:
         prefs = assessor.prefer([path(r, "image_A") for r in picked], [path(r, "image_B") for r in picked],
                                 reference=[path(r, "image_ref") for r in picked], query=query, both_orders=True)
         for i, r, p in zip(rows, picked, prefs):
-            if p.error:
-                out[i] = {"id": r["id"], "text": "", "confidence": None, "error": p.error}
-                continue
-            q = p.p_a_debiased
-            out[i] = {"id": r["id"], "text": "Image A" if q >= 0.5 else "Image B", "confidence": max(q, 1.0 - q),
-                      "p_a": q, "p_a_as_given": p.p_a, "p_a_swapped": 1.0 - p.p_b_when_first}
+            out[i] = ({"id": r["id"], "text": "", "confidence": None, "error": p.error} if p.error
+                      else {"id": r["id"], **p.both_orders_answer()})
     return out
 
 

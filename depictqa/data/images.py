@@ -221,7 +221,7 @@ def prepare_images(images: Mapping[str, Image.Image], cfg: ImageConfig, patch_si
     if rng is not None and cfg.crop is not None:
         box = _crop_box(height, width, cfg.crop, rng)
     th, tw = _fit(box[3] - box[1], box[2] - box[0], cfg)
-    dims = _flip_dims(cfg.flip, th == tw, rng) if rng is not None and cfg.flip else ([], False)
+    flip_dims, transpose = _flip_dims(cfg.flip, th == tw, rng) if rng is not None and cfg.flip else ([], False)
     ph, pw = _pad_to(th, cfg, patch_size), _pad_to(tw, cfg, patch_size)
     mean = torch.tensor(cfg.mean, dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(cfg.std, dtype=torch.float32).view(3, 1, 1)
@@ -241,9 +241,9 @@ def prepare_images(images: Mapping[str, Image.Image], cfg: ImageConfig, patch_si
         pixels = torch.from_numpy(np.array(cropped, dtype=np.uint8)).permute(2, 0, 1)
         if (tw, th) != cropped.size:
             pixels = resize_uint8(pixels, th, tw)
-        if dims[0]:
-            pixels = pixels.flip(dims[0])
-        if dims[1]:
+        if flip_dims:
+            pixels = pixels.flip(flip_dims)
+        if transpose:
             pixels = pixels.transpose(1, 2)
         tensor = fill.expand(3, ph, pw).clone()
         tensor[:, :th, :tw] = pixels if cfg.uint8 else (pixels.float().div_(255.0) - mean).div_(std)

@@ -255,8 +255,8 @@ class MixedSampleStream(IterableDataset):
         where = f"{entry['__url__']}:{sample.key}"
         images = {name: load_image(sample.images[name], f"{where}:{name}", self.image_cfg.max_pixels)
                   for name in sample.image_order}
-        crop_rng = rng if self.train and (self.image_cfg.crop is not None or self.image_cfg.flip) else None
-        sample.images = prepare_images(images, self.image_cfg, self.patch_size, crop_rng)
+        augment = self.train and (self.image_cfg.crop is not None or bool(self.image_cfg.flip))
+        sample.images = prepare_images(images, self.image_cfg, self.patch_size, rng if augment else None)
         return sample
 
     def __iter__(self) -> Iterator[Any]:

@@ -128,13 +128,7 @@ def _answer(assessor: Any, requests: list[Any], args: argparse.Namespace) -> lis
         if not args.both_orders:
             return [_record(i, p.error, text=p.text, confidence=p.confidence, probabilities=p.probabilities,
                             p_a=p.p_a) for i, p in zip(ids, results)]
-        records = []
-        for i, p in zip(ids, results):
-            q = p.p_a_debiased
-            records.append(_record(i, p.error, text=None if q is None else ("Image A" if q >= 0.5 else "Image B"),
-                                   confidence=None if q is None else max(q, 1.0 - q), p_a=q, p_a_as_given=p.p_a,
-                                   p_a_swapped=None if q is None else 1.0 - p.p_b_when_first))
-        return records
+        return [_record(i, p.error, **({} if p.error else p.both_orders_answer())) for i, p in zip(ids, results)]
     results = assessor.score([r.images["a"] for r in requests], refs)
     records = []
     for i, s in zip(ids, results):

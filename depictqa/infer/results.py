@@ -116,3 +116,12 @@ class Preference(_Result):
     @property
     def confidence(self) -> float | None:
         return None if self.p_a is None else max(self.p_a, 1.0 - self.p_a)
+
+    def both_orders_answer(self) -> dict[str, Any]:
+        """The answer by ``p_a_debiased`` (``prefer(both_orders=True)`` results): ``text``,
+        ``confidence``, ``p_a`` (the average) and the two orders' ``p_a_as_given``, ``p_a_swapped``."""
+        if self.p_a_debiased is None or self.p_a is None or self.p_b_when_first is None:
+            raise ValueError("both_orders_answer needs a Preference from prefer(..., both_orders=True)")
+        q = self.p_a_debiased
+        return {"text": "Image A" if q >= 0.5 else "Image B", "confidence": max(q, 1.0 - q), "p_a": q,
+                "p_a_as_given": self.p_a, "p_a_swapped": 1.0 - self.p_b_when_first}

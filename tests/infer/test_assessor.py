@@ -55,6 +55,14 @@ def test_prefer_batch_equals_one_at_a_time_and_reports_both_orders(assessor, ima
         # order consistency is reported, not forced: the sum need not be 1
         assert 0.0 <= got.order_sum <= 2.0 and _close(got.order_sum, ab.p_a + ba.p_a, 1e-5)
         assert got.text in ("Image A", "Image B") and 0.5 <= got.confidence <= 1.0
+        # the answer by both orders: P(A better) when asked A-then-B and when asked B-then-A
+        two = got.both_orders_answer()
+        assert _close(two["p_a_as_given"], ab.p_a, 1e-5) and _close(two["p_a_swapped"], 1.0 - ba.p_a, 1e-5)
+        assert _close(two["p_a"], (ab.p_a + 1.0 - ba.p_a) / 2, 1e-5)
+        assert two["text"] == ("Image A" if two["p_a"] >= 0.5 else "Image B")
+        assert two["confidence"] == max(two["p_a"], 1.0 - two["p_a"])
+    with pytest.raises(ValueError, match="both_orders=True"):
+        assessor.prefer(a[0], b[0]).both_orders_answer()
 
 
 def test_bad_image_gives_an_error_result_and_the_rest_still_run(assessor, images, tmp_path):
