@@ -62,6 +62,10 @@ def build_model(recipe: DictConfig, texts: Iterable[str] | None = None) -> Depic
             from depictqa.synth.distortions import CATEGORIES
 
             setattr(model, key, DistortionHead(model.llm.hidden_size, CATEGORIES, preference=preference))
+    if recipe.model.get("relative_stats", False):
+        from depictqa.relative import RelativeStats
+
+        model.relative_stats = RelativeStats(model.llm.hidden_size)
     if recipe.model.get("encoder_cache_gb", 0) > 0:
         model.feature_cache = _feature_cache(recipe, enc_mode or "frozen")
     # Parts with random initial weights cannot be rebuilt from a path: checkpoints keep all of them.

@@ -68,6 +68,9 @@ class ModelSchema:
     # > 0: the same targets from the LM's hidden state at each image's last token, plus which image
     # of a comparison is better at the last one (depictqa.auxiliary). Training only.
     lm_distortion_head: float = 0.0
+    # true: add to each image's projected tokens an embedding of its global statistics minus its
+    # sample's reference's and minus the other compared image's (depictqa.relative)
+    relative_stats: bool = False
 
 
 @dataclass

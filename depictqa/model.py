@@ -2,7 +2,9 @@
 
 Images are encoded (grouped by size so each group is one encoder batch), projected to the LLM's
 width and scattered into the ``image_mask`` positions of the embedded prompt. The loss is the
-cross-entropy of answer tokens only, and the LM head runs only at those positions.
+cross-entropy of answer tokens only, and the LM head runs only at those positions. With
+``relative_stats`` (depictqa.relative) each image's projected tokens also carry its statistics
+relative to the other images of its sample, so encoding needs the batch's layout.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import nn
 from depictqa.auxiliary import DistortionHead, image_end_states
 from depictqa.data.collate import Batch
 from depictqa.prompts import IGNORE, PromptBuilder
+from depictqa.relative import Layout, RelativeStats, batch_layout
 
 
 @dataclass
@@ -48,6 +51,8 @@ class DepictQAModel(nn.Module):
         # tokens, and on the LM's hidden state at each image's last token
         self.distortion_head: DistortionHead | None = None
         self.lm_distortion_head: DistortionHead | None = None
+        # optional: each image's statistics relative to its sample's other images (depictqa.relative)
+        self.relative_stats: RelativeStats | None = None
 
     @property
     def tokenizer(self) -> Any:
@@ -61,17 +66,34 @@ class DepictQAModel(nn.Module):
         """How many LLM positions an image of this (padded) size takes."""
         return self.projector.num_tokens((height // self.patch_size) * (width // self.patch_size))
 
+    def _mean_std(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (3, 1, 1)
+        return (torch.tensor(self.encoder.mean, device=device).view(shape),
+                torch.tensor(self.encoder.std, device=device).view(shape))
+
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 pixels [..., 3, H, W] -> float32 normalised with the encoder's mean/std."""
-        shape = (3, 1, 1)
-        mean = torch.tensor(self.encoder.mean, device=pixels.device).view(shape)
-        std = torch.tensor(self.encoder.std, device=pixels.device).view(shape)
+        mean, std = self._mean_std(pixels.device)
         return (pixels.float() / 255.0 - mean) / std
 
-    def encode_images(self, pixels: list[torch.Tensor], keys: list[str] | None = None) -> list[torch.Tensor]:
+    def unit_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 or encoder-normalised pixels [..., 3, H, W] -> float32 intensities in [0, 1]."""
+        if pixels.dtype == torch.uint8:
+            return pixels.float() / 255.0
+        mean, std = self._mean_std(pixels.device)
+        return pixels.float() * std + mean
+
+    def layout(self, batch: Batch) -> Layout | None:
+        """What :meth:`encode_images` needs to know of ``batch``'s samples (None without
+        ``relative_stats``)."""
+        return batch_layout(batch.tasks, batch.num_images) if self.relative_stats is not None else None
+
+    def encode_images(self, pixels: list[torch.Tensor], keys: list[str] | None = None,
+                      layout: Layout | None = None) -> list[torch.Tensor]:
         """``pixels``: list of [3, H, W], uint8 (normalised here, on the model's device) or float
         (already normalised) -> list of [M_i, hidden] (same order). ``keys``: content keys for the
-        feature cache (used when the model has one and the encoder is frozen)."""
+        feature cache (used when the model has one and the encoder is frozen). ``layout``: each
+        sample's (task, image count), needed with ``relative_stats`` (:meth:`layout`)."""
         groups: dict[tuple[int, int], list[int]] = {}
         for i, p in enumerate(pixels):
             groups.setdefault(tuple(p.shape[-2:]), []).append(i)
@@ -82,6 +104,11 @@ class DepictQAModel(nn.Module):
             tokens = self.projector(feats.to(proj_dtype))
             for j, i in enumerate(idx):
                 out[i] = tokens[j]
+        if self.relative_stats is not None:
+            if layout is None:
+                raise ValueError("model.relative_stats needs the batch layout: encode_images(..., layout=model.layout(batch))")
+            offsets = self.relative_stats([self.unit_pixels(p) for p in pixels], layout)
+            out = [t + o.to(t.dtype) for t, o in zip(out, offsets)]
         return out  # type: ignore[return-value]
 
     def _encoder_features(self, pixels: list[torch.Tensor], keys: list[str] | None) -> torch.Tensor:
@@ -116,7 +143,7 @@ class DepictQAModel(nn.Module):
         embeds = self.llm.embed(batch.input_ids)
         if batch.pixels:
             if images is None:
-                images = self.encode_images(batch.pixels, batch.image_keys)
+                images = self.encode_images(batch.pixels, batch.image_keys, self.layout(batch))
             image_tokens = torch.cat(images).to(embeds.dtype)
             n_slots = int(batch.image_mask.sum())
             if image_tokens.shape[0] != n_slots:
@@ -126,7 +153,7 @@ class DepictQAModel(nn.Module):
         return embeds
 
     def forward(self, batch: Batch) -> Output:
-        images = self.encode_images(batch.pixels, batch.image_keys) if batch.pixels else []
+        images = self.encode_images(batch.pixels, batch.image_keys, self.layout(batch)) if batch.pixels else []
         embeds = self.embed(batch, images)
         hidden = self.llm.hidden(embeds, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
         # Position t predicts token t+1; keep only positions whose next token is an answer token.

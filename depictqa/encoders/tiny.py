@@ -191,7 +191,7 @@ class GlobalStats(nn.Module):
         return torch.asinh(stats)
 
 
-class _StatsNorm(nn.BatchNorm1d):
+class StatsNorm(nn.BatchNorm1d):
     """BatchNorm over images; a training batch of one image (a lone shape group) uses the running
     statistics instead of failing."""
 
@@ -214,7 +214,7 @@ class TinyViT(nn.Module):
         self.mscn = MSCN() if mscn else None
         self.stats = GlobalStats() if stats else None
         if stats:
-            self.stats_embed = nn.Sequential(_StatsNorm(GlobalStats.size), nn.Linear(GlobalStats.size, embed_dim),
+            self.stats_embed = nn.Sequential(StatsNorm(GlobalStats.size), nn.Linear(GlobalStats.size, embed_dim),
                                              nn.GELU(), nn.Linear(embed_dim, embed_dim))
         if mscn or stats:
             self.register_buffer("mean_", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)

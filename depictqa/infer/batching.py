@@ -99,7 +99,8 @@ def collate_left(prepared: Sequence[Prepared], pad_id: int) -> Batch:
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     return Batch(input_ids, image_mask, torch.full(shape, IGNORE, dtype=torch.long), position_ids, sample_ids,
                  attention_mask, pixels=[px for p in prepared for px in p.pixels], num_samples=len(prepared),
-                 keys=[p.request.key for p in prepared], tasks=[p.request.task for p in prepared])
+                 keys=[p.request.key for p in prepared], tasks=[p.request.task for p in prepared],
+                 num_images=[len(p.pixels) for p in prepared])
 
 
 def last_token_logits(model: Any, batch: Batch) -> torch.Tensor:
