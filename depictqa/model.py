@@ -210,9 +210,11 @@ class DepictQAModel(nn.Module):
         return out
 
     def parameter_counts(self) -> dict[str, tuple[int, int]]:
-        """part -> (total, trainable)."""
+        """part -> (total, trainable), for every top-level part with parameters (the encoder, projector
+        and LLM, and the auxiliary heads and relative statistics when the model has them)."""
         counts = {}
-        for part in ("encoder", "projector", "llm"):
-            params = list(getattr(self, part).parameters())
-            counts[part] = (sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
+        for part, module in self.named_children():
+            params = list(module.parameters())
+            if params:
+                counts[part] = (sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
         return counts

@@ -34,8 +34,10 @@ def test_validate_prints_parameter_counts():
     proc = cli("validate", str(ROOT / "recipes/tiny.yaml"))
     assert proc.returncode == 0, proc.stderr
     table = proc.stdout.split("part")[-1]
-    for part in ("encoder", "projector", "llm", "all"):
-        assert part in table
+    rows = {line.split()[0]: line.split()[1:] for line in table.strip().splitlines()[1:]}
+    assert set(rows) == {"encoder", "projector", "llm", "distortion_head", "relative_stats", "all"}
+    count = lambda column: [int(v[column].replace(",", "")) for k, v in rows.items() if k != "all"]
+    assert [sum(count(0)), sum(count(1))] == [int(v.replace(",", "")) for v in rows["all"]]
     assert "template: compact" in proc.stdout
 
 

@@ -35,11 +35,13 @@ def run(args: argparse.Namespace) -> int:
 
     texts = ["a sample text to size the tokenizer"] * 4
     model = build_model(recipe, texts=texts)
-    print(f"{'part':<10} {'total':>14} {'trainable':>14}")
+    counts = model.parameter_counts()
+    width = max(10, *(len(part) for part in counts))
+    print(f"{'part':<{width}} {'total':>14} {'trainable':>14}")
     totals = [0, 0]
-    for part, (total, trainable) in model.parameter_counts().items():
-        print(f"{part:<10} {total:>14,} {trainable:>14,}")
+    for part, (total, trainable) in counts.items():
+        print(f"{part:<{width}} {total:>14,} {trainable:>14,}")
         totals[0] += total
         totals[1] += trainable
-    print(f"{'all':<10} {totals[0]:>14,} {totals[1]:>14,}")
+    print(f"{'all':<{width}} {totals[0]:>14,} {totals[1]:>14,}")
     return 0
