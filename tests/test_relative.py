@@ -120,3 +120,14 @@ def test_assessor_answers_batched_as_one_at_a_time_and_in_both_orders():
         one = assessor.prefer(x, y, reference=ref)
         assert got.error is None and abs(got.p_a - one.p_a) < 1e-5
         assert abs(got.p_b_when_first - assessor.prefer(y, x, reference=ref).p_a) < 1e-5
+
+
+def test_the_statistics_stay_float32_under_bf16_autocast():
+    rel = RelativeStats(16).eval()
+    pixels = [torch.from_numpy(random_image(s, 32, 40)).permute(2, 0, 1).float() / 255 for s in (4, 5)]
+    want = rel.vectors(pixels, [("compare", 2)])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = rel.vectors(pixels, [("compare", 2)])
+        assert rel(pixels, [("compare", 2)]).shape == (2, 16)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want)
