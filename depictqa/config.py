@@ -83,7 +83,8 @@ class OptimSchema:
     min_lr_ratio: float = 0.0
     grad_clip: Optional[float] = 1.0
     # token: mean over all answer tokens of the batch (long answers weigh more); sample: mean of
-    # per-sample means (a one-word label weighs as much as a paragraph).
+    # per-sample means (a one-word label weighs as much as a paragraph); sqrt: each sample's summed
+    # loss over the square root of its token count (in between; depictqa.task.reduce_loss).
     loss_reduction: str = "token"
     # learning-rate multipliers by top-level component (encoder / projector / llm), e.g.
     # {projector: 3.0}: newly initialised parts often want a larger step than a pretrained LM.
@@ -129,7 +130,7 @@ CHOICES = {"model.template": ("depictqa-vicuna", "compact", "chat"),
            "trainer.strategy": ("auto", "ddp", "ddp_spawn", "fsdp", "fsdp2", "deepspeed"),
            "logger.name": ("csv", "wandb", "none"),
            "trainer.checkpoint_mode": ("max", "min"),
-           "optim.loss_reduction": ("token", "sample"),
+           "optim.loss_reduction": ("token", "sample", "sqrt"),
            "trainer.compile_backend": ("inductor", "aot_eager", "eager", "cudagraphs")}
 
 

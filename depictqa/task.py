@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig
 
 from depictqa.data.collate import Batch
-from depictqa.model import DepictQAModel
+from depictqa.model import DepictQAModel, Output
 
 
 def lr_lambda(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
@@ -26,6 +26,19 @@ def lr_lambda(step: int, total: int, warmup: int, schedule: str, min_ratio: floa
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     decay = 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
     return min_ratio + (1 - min_ratio) * decay
+
+
+def reduce_loss(out: Output, how: str) -> torch.Tensor:
+    """The batch's LM loss from per-token losses. ``token``: the mean over every answer token;
+    ``sample``: the mean of per-sample means; ``sqrt``: each sample's summed loss over the square
+    root of its token count, normalised by the sum of those roots (between the two: a 30-token
+    answer's tokens weigh 1/sqrt(30) each against 1/sqrt(2) for a one-word label's)."""
+    if how == "sample":
+        return out.sample_loss.mean()
+    if how == "sqrt":
+        root = out.sample_tokens.sqrt()
+        return (out.sample_loss * root).sum() / root.sum().clamp(min=1)
+    return out.loss
 
 
 class DepictQATask(L.LightningModule):
@@ -43,7 +56,7 @@ class DepictQATask(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         out = self.model(batch)
         bs = batch.num_samples
-        loss = out.sample_loss.mean() if self.recipe.optim.loss_reduction == "sample" else out.loss
+        loss = reduce_loss(out, self.recipe.optim.loss_reduction)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         if out.aux_loss is not None:
             self.log("train/distortion_loss", out.aux_loss, batch_size=bs)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -197,3 +198,24 @@ def test_distortion_head_trains_the_encoder_and_is_saved(tmp_path):
     save_pretrained(model, recipe, tmp_path / "ckpt")
     again = load_pretrained(tmp_path / "ckpt")
     torch.testing.assert_close(again.distortion_head.proj.weight, model.distortion_head.proj.weight)
+
+
+def test_loss_reductions_weigh_a_token_by_its_answer_length():
+    """token: every answer token alike; sample: every sample alike; sqrt: a sample's tokens at
+    1 / sqrt(its length) each. All three agree when the answers are equally long."""
+    from depictqa.model import Output
+    from depictqa.task import reduce_loss
+
+    def out(per_token: list[list[float]]) -> Output:
+        flat = torch.tensor([x for s in per_token for x in s])
+        n = torch.tensor([float(len(s)) for s in per_token])
+        mean = torch.tensor([sum(s) / len(s) for s in per_token])
+        return Output(flat.mean(), mean, n, torch.tensor(0), torch.tensor(len(flat)))
+
+    short, long_ = [4.0], [1.0] * 16          # a one-token label at loss 4, a 16-token answer at 1
+    o = out([short, long_])
+    assert reduce_loss(o, "token").item() == pytest.approx(20 / 17)
+    assert reduce_loss(o, "sample").item() == pytest.approx(2.5)
+    assert reduce_loss(o, "sqrt").item() == pytest.approx((4 * 1 + 1 * 4) / (1 + 4))
+    even = out([[1.0, 3.0], [2.0, 2.0]])
+    assert {round(reduce_loss(even, how).item(), 6) for how in ("token", "sample", "sqrt")} == {2.0}
