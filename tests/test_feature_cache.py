@@ -34,9 +34,14 @@ def test_image_key_depends_on_content_shape_and_dtype():
     assert image_key(x) != image_key(x.float())
 
 
-def test_cached_features_equal_fresh_ones_and_skip_the_encoder():
-    model = _frozen_model("model.encoder_cache_gb=0.01")
-    plain = _frozen_model()
+@pytest.mark.parametrize("extra", [(), ("model.relative_stats=true",)], ids=["plain", "relative_stats"])
+def test_cached_features_equal_fresh_ones_and_skip_the_encoder(extra):
+    model = _frozen_model("model.encoder_cache_gb=0.01", *extra)
+    plain = _frozen_model(*extra)
+    for m in (model, plain):
+        if m.relative_stats is not None:  # as after training: the relative term changes the tokens
+            torch.manual_seed(1)
+            torch.nn.init.normal_(m.relative_stats.embed[-1].weight, std=0.5)
     items = mixed_items(model)
     for it in items:
         it.image_keys = [image_key(p) for p in it.pixels]
