@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=120, help="pairs per file (default: 120)")
     args = parser.parse_args()
 
-    from depictqa.data.schema import official_task
+    from depictqa.tasks import OFFICIAL
     from depictqa.infer.assessor import Assessor
     from depictqa.infer.batching import Request
 
@@ -37,7 +37,7 @@ def main() -> None:
         records = json.loads((args.test / f"{stem}.json").read_text())[:args.n]
         requests = []
         for r in records:
-            task, reference = official_task(r["task"])
+            task, reference = OFFICIAL[r["task"]]
             images = {k: str(args.test / r[f]) for k, f in (("ref", "image_ref"), ("a", "image_A"),
                                                             ("b", "image_B")) if r.get(f)}
             requests.append(Request(task, reference, r["query"], images, key=str(r["id"])))

@@ -1,18 +1,24 @@
-"""Recipe -> DepictQAModel. Sizes come from the parts: the projector is built from the encoder's
-``embed_dim`` and the LLM's ``hidden_size``; a recipe never repeats them."""
+"""Recipe -> DepictQAModel (and the training objectives and the data pipeline's view of the model).
+
+Sizes come from the parts: the projector is built from the encoder's ``embed_dim`` and the LLM's
+``hidden_size``, conditioners and objectives from the LLM's ``hidden_size``; a recipe never
+repeats them."""
 
 from __future__ import annotations
 
 import inspect
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from depictqa import encoders, llms, projectors
+from depictqa import conditioners, encoders, llms, objectives, projectors
 from depictqa.config import component
 from depictqa.model import DepictQAModel
 from depictqa.prompts import PromptBuilder
+
+if TYPE_CHECKING:
+    from depictqa.data.datamodule import SampleEncoder
 
 
 def _set_trainable(module: torch.nn.Module, mode: str) -> None:
@@ -54,24 +60,49 @@ def build_model(recipe: DictConfig, texts: Iterable[str] | None = None) -> Depic
     enc_dtype = getattr(torch, recipe.model.encoder_dtype) if recipe.model.encoder_dtype else None
     if enc_dtype is not None and (enc_mode or "frozen") == "frozen":
         encoder.to(enc_dtype)
+    stages = [conditioners.build(name, width=llm.hidden_size, **kwargs)
+              for name, _, kwargs in map(component, recipe.model.get("conditioners") or [])]
     model = DepictQAModel(encoder, projector, llm, template=recipe.model.template,
-                          train_encoder=(enc_mode == "full"), encoder_dtype=enc_dtype)
-    for key, preference in (("distortion_head", False), ("lm_distortion_head", True)):
-        if recipe.model.get(key, 0) > 0:
-            from depictqa.auxiliary import DistortionHead
-            from depictqa.synth.distortions import CATEGORIES
-
-            setattr(model, key, DistortionHead(model.llm.hidden_size, CATEGORIES, preference=preference))
-    if recipe.model.get("relative_stats", False):
-        from depictqa.relative import RelativeStats
-
-        model.relative_stats = RelativeStats(model.llm.hidden_size)
+                          train_encoder=(enc_mode == "full"), encoder_dtype=enc_dtype, conditioners=stages)
     if recipe.model.get("encoder_cache_gb", 0) > 0:
         model.feature_cache = _feature_cache(recipe, enc_mode or "frozen")
     # Parts with random initial weights cannot be rebuilt from a path: checkpoints keep all of them.
     model.random_parts = {part for part, kwargs in (("encoder", enc_kwargs), ("llm", llm_kwargs))
                           if not (kwargs.get("path") or kwargs.get("checkpoint") or kwargs.get("pretrained"))}
     return model
+
+
+def build_objectives(recipe: DictConfig, width: int) -> list[tuple[str, float, torch.nn.Module]]:
+    """The recipe's ``objectives`` block -> ``[(log name, weight, objective)]``, in recipe order.
+    The log name is the registry name, numbered from the second use of one name on."""
+    out: list[tuple[str, float, torch.nn.Module]] = []
+    seen: dict[str, int] = {}
+    for block in recipe.get("objectives") or []:
+        data = OmegaConf.to_container(block, resolve=True) if isinstance(block, DictConfig) else dict(block)
+        name, weight = data.pop("name"), float(data.pop("weight", 1.0))
+        seen[name] = seen.get(name, 0) + 1
+        label = name if seen[name] == 1 else f"{name}_{seen[name]}"
+        out.append((label, weight, objectives.build(name, width=width, **data)))
+    return out
+
+
+def sample_encoder(model: DepictQAModel) -> "SampleEncoder":
+    """What the data pipeline needs of ``model`` to tokenise samples (no reference to the model)."""
+    from depictqa.data.datamodule import SampleEncoder
+
+    return SampleEncoder(model.prompts, model.patch_size, _TokenCount(model.patch_size, model.projector.num_tokens),
+                         pad_id=model.tokenizer.pad_token_id or 0, mean=tuple(model.encoder.mean),
+                         std=tuple(model.encoder.std), cache_keys=model.feature_cache is not None)
+
+
+class _TokenCount:
+    """LLM positions of an image of size (h, w): the projector's count for its patch grid."""
+
+    def __init__(self, patch_size: int, num_tokens) -> None:
+        self.patch_size, self.num_tokens = patch_size, num_tokens
+
+    def __call__(self, height: int, width: int) -> int:
+        return self.num_tokens((height // self.patch_size) * (width // self.patch_size))
 
 
 def _feature_cache(recipe: DictConfig, enc_mode: str):

@@ -14,7 +14,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from depictqa.checkpoint import gather_weights, save_pretrained, save_state
+from depictqa.checkpoint import gather_module, gather_weights, save_objectives, save_pretrained, save_state
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer,
@@ -109,12 +109,14 @@ class DepictQACheckpoint(L.Callback):
         target = self.dirpath / f"step-{step:07d}"
         # Collective under FSDP: every rank gathers, rank 0 writes.
         root = sharded_root(trainer, pl_module)
-        weights, tensors, info = {}, {}, {}
+        weights, tensors, info, objectives = {}, {}, {}, {}
         if root is not None or trainer.is_global_zero:
             weights = gather_weights(pl_module.model, root)
+            objectives = gather_module(getattr(pl_module, "objectives", torch.nn.ModuleList()), root)
             tensors, info = optimizer_tensors(trainer.optimizers[0], root)
         if trainer.is_global_zero:
             save_pretrained(pl_module.model, pl_module.recipe, target, weights=weights)
+            save_objectives(target, objectives)
             tensors["rng.torch"] = torch.get_rng_state()
             info.update(global_step=step, epoch=trainer.current_epoch,
                         scheduler=_json_safe(trainer.lr_scheduler_configs[0].scheduler.state_dict()))

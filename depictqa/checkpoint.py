@@ -6,7 +6,17 @@
     trainable.safetensors    trainable weights outside the adapter (projector, trained encoder/LLM)
     adapter/                 the LoRA adapter as a standard PEFT adapter folder (LoRA runs only)
     tokenizer/               the tokenizer, when it is not the base model's own
-    state/                   optimizer + loop state for ``depictqa fit --resume`` (safetensors + JSON)
+    state/                   optimizer + loop state for ``depictqa fit --resume`` (safetensors + JSON),
+                             and the training objectives' weights (``objectives.safetensors``)
+
+Training objectives are not part of the model: an inference checkpoint does not need them, and
+:func:`load_pretrained` ignores them; :func:`load_objectives` restores them for a resumed run (or
+for anyone who asks).
+
+Checkpoints written before conditioners and objectives were plug-ins load: their recipe keys are
+rewritten by :func:`depictqa.config.migrate`, ``relative_stats.*`` weights become
+``conditioners.0.*`` and the training-only ``distortion_head.*`` / ``lm_distortion_head.*`` are
+dropped (:data:`LEGACY_PREFIXES`).
 """
 
 from __future__ import annotations
@@ -44,6 +54,17 @@ def clean_name(name: str) -> str:
     return name
 
 
+# weight-name prefixes of checkpoints from before the plug-in stages -> today's (None: dropped)
+LEGACY_PREFIXES = {"relative_stats.": "conditioners.0.", "distortion_head.": None, "lm_distortion_head.": None}
+OBJECTIVES = "objectives.safetensors"
+
+
+def gather_module(module: torch.nn.Module, root: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Every tensor of ``module``'s state dict as a full CPU tensor (plain, DDP, FSDP1 or FSDP2, as
+    :func:`gather_weights`; under FSDP every rank must call it)."""
+    return _gathered(lambda: dict(module.state_dict(keep_vars=True)), root)
+
+
 def gather_weights(model: DepictQAModel, root: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
     """The weights a checkpoint holds (``trainable_state_dict`` plus LoRA weights) as full CPU tensors.
 
@@ -51,11 +72,15 @@ def gather_weights(model: DepictQAModel, root: torch.nn.Module | None = None) ->
     told apart by its wrapper modules, FSDP2 by its DTensor parameters). Under
     FSDP every rank must call it (it all-gathers); ranks other than 0 may get an empty dict.
     """
-    from torch.distributed.tensor import DTensor
-
     def wanted() -> dict[str, torch.Tensor]:
         lora = {n: p for n, p in model.named_parameters() if "lora_" in n}
         return {**model.trainable_state_dict(), **lora}
+
+    return _gathered(wanted, root)
+
+
+def _gathered(wanted: Any, root: torch.nn.Module | None) -> dict[str, torch.Tensor]:
+    from torch.distributed.tensor import DTensor
 
     fsdp1 = root is not None and _has_fsdp1(root)
     if fsdp1:
@@ -127,7 +152,7 @@ def load_pretrained(directory: str | os.PathLike, device: str | torch.device | N
 def load_trainable(model: DepictQAModel, ckpt: Path) -> None:
     from safetensors.torch import load_file
 
-    weights = load_file(str(ckpt / WEIGHTS))
+    weights = _renamed(load_file(str(ckpt / WEIGHTS)))
     missing = set(model.trainable_state_dict()) - set(weights) - _lora_names(model)
     if missing:
         raise CheckpointError(f"{ckpt}: {WEIGHTS} lacks {len(missing)} trainable tensor(s), e.g. {sorted(missing)[0]}")
@@ -142,6 +167,50 @@ def load_trainable(model: DepictQAModel, ckpt: Path) -> None:
         unexpected = getattr(result, "unexpected_keys", [])
         if unexpected:
             raise CheckpointError(f"{adapter}: adapter keys do not fit the model, e.g. {unexpected[0]}")
+
+
+def _renamed(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights of an older checkpoint under today's names (:data:`LEGACY_PREFIXES`)."""
+    out = {}
+    for name, tensor in weights.items():
+        old = next((p for p in LEGACY_PREFIXES if name.startswith(p)), None)
+        if old is None:
+            out[name] = tensor
+        elif LEGACY_PREFIXES[old] is not None:
+            out[LEGACY_PREFIXES[old] + name[len(old):]] = tensor
+    return out
+
+
+def save_objectives(directory: str | os.PathLike, weights: dict[str, torch.Tensor]) -> None:
+    """The training objectives' weights under ``state/`` (nothing when there are none)."""
+    from safetensors.torch import save_file
+
+    if weights:
+        state = Path(directory) / STATE
+        state.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in weights.items()}, str(state / OBJECTIVES))
+
+
+def load_objectives(objectives: torch.nn.Module, directory: str | os.PathLike) -> None:
+    """Restore the objectives saved by :func:`save_objectives` (strict: a recipe whose objectives
+    differ from the checkpoint's is refused, naming a tensor)."""
+    from safetensors.torch import load_file
+
+    path = Path(directory) / STATE / OBJECTIVES
+    wanted = objectives.state_dict()
+    if not wanted:
+        return
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: the recipe has training objectives but the checkpoint holds none "
+                              f"({STATE}/{OBJECTIVES})")
+    got = load_file(str(path))
+    missing, extra = sorted(set(wanted) - set(got)), sorted(set(got) - set(wanted))
+    shapes = sorted(k for k in set(wanted) & set(got) if wanted[k].shape != got[k].shape)
+    if missing or extra or shapes:
+        problem = (f"missing {missing[0]}" if missing else f"unexpected {extra[0]}" if extra else
+                   f"{shapes[0]} is {tuple(got[shapes[0]].shape)}, the recipe's {tuple(wanted[shapes[0]].shape)}")
+        raise CheckpointError(f"{path} does not fit the recipe's objectives: {problem}")
+    objectives.load_state_dict(got)
 
 
 def _lora_names(model: DepictQAModel) -> set[str]:

@@ -1,8 +1,9 @@
 """The ``depictqa`` command.
 
-Each sub-command lives in its own module exposing ``HELP`` (one line), ``EXAMPLES`` (shown by
-``--help``), ``add_arguments(parser)`` and ``run(args) -> int``. Those modules import heavy
-libraries only inside ``run`` so that ``depictqa --help`` answers at once.
+Each sub-command is a thin adapter in ``depictqa/commands/`` (argument parsing, then library
+calls) exposing ``HELP`` (one line), ``EXAMPLES`` (shown by ``--help``), ``add_arguments(parser)``
+and ``run(args) -> int``. Those modules import heavy libraries only inside ``run`` so that
+``depictqa --help`` answers at once. A listed command whose module does not import is an error.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from typing import Sequence
 COMMANDS: dict[str, str] = {
     "fit": "depictqa.commands.fit",
     "validate": "depictqa.commands.validate",
-    "synth": "depictqa.synth.command",
-    "convert": "depictqa.data.command",
-    "infer": "depictqa.infer.command_infer",
-    "evaluate": "depictqa.eval.command",
-    "assess": "depictqa.infer.command_assess",
-    "compare": "depictqa.infer.command_compare",
-    "bench": "depictqa.commands.bench",
+    "synth": "depictqa.commands.synth",
+    "convert": "depictqa.commands.convert",
+    "infer": "depictqa.commands.infer",
+    "evaluate": "depictqa.commands.evaluate",
+    "assess": "depictqa.commands.assess",
+    "compare": "depictqa.commands.compare",
     "list": "depictqa.commands.listing",
     "demo": "depictqa.commands.demo",
 }
@@ -37,10 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module_path in COMMANDS.items():
         try:
             module = importlib.import_module(module_path)
-        except ModuleNotFoundError as err:
-            if err.name and err.name.startswith("depictqa"):
-                continue  # a command whose module has not been written is simply absent
-            raise
+        except ImportError as err:  # a listed command must exist: never drop one silently
+            raise ImportError(f"depictqa command {name!r}: cannot import its module {module_path} ({err})",
+                              name=module_path) from err
         p = sub.add_parser(name, help=module.HELP, description=module.HELP,
                            epilog="examples:\n" + module.EXAMPLES,
                            formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,14 +1,20 @@
 """Recipes: an OmegaConf schema, loading (base + overlays + dotlist), validation, saving.
 
 A recipe is merged left to right from YAML files and ``key=value`` overrides. Component blocks
-(``model.encoder``, ``model.projector``, ``model.llm``, ``logger``) are a registry ``name`` plus
-that builder's arguments; an override that changes ``name`` *replaces* the block, and the
-arguments are checked against the builder's signature before anything is built.
+(``model.encoder``, ``model.projector``, ``model.llm``, ``logger``, and each entry of the lists
+``model.conditioners`` and ``objectives``) are a registry ``name`` plus that builder's arguments;
+an override that changes ``name`` *replaces* the block, and the arguments are checked against the
+builder's signature before anything is built.
+
+Keys of earlier versions are rewritten with a warning (:data:`DEPRECATED`): ``model.relative_stats``
+became the ``relative-stats`` conditioner, ``model.distortion_head`` and
+``model.lm_distortion_head`` the ``distortion`` objective.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -62,15 +68,8 @@ class ModelSchema:
     # > 0: cache frozen-encoder tokens by image content, up to this many GiB of host memory
     # (needs encoder.train: frozen and no data.image.crop; depictqa/feature_cache.py)
     encoder_cache_gb: float = 0.0
-    # > 0: weight of an auxiliary loss that predicts each image's distortion categories, severities
-    # and quality from its projected tokens (synthetic metadata; depictqa.auxiliary). Training only.
-    distortion_head: float = 0.0
-    # > 0: the same targets from the LM's hidden state at each image's last token, plus which image
-    # of a comparison is better at the last one (depictqa.auxiliary). Training only.
-    lm_distortion_head: float = 0.0
-    # true: add to each image's projected tokens an embedding of its global statistics minus its
-    # sample's reference's and minus the other compared image's (depictqa.relative)
-    relative_stats: bool = False
+    # stages between projector and LM, [{name: ..., ...}] (depictqa.conditioners; none in DepictQA)
+    conditioners: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -123,15 +122,45 @@ class Recipe:
     optim: OptimSchema = field(default_factory=OptimSchema)
     trainer: TrainerSchema = field(default_factory=TrainerSchema)
     logger: dict[str, Any] = field(default_factory=lambda: {"name": "csv"})
+    # training losses beside the answer loss, [{name: ..., weight: ..., ...}] (depictqa.objectives)
+    objectives: list[Any] = field(default_factory=list)
 
 
-CHOICES = {"model.template": ("depictqa-vicuna", "compact", "chat"),
-           "optim.schedule": ("cosine", "linear", "constant"),
+CHOICES = {"optim.schedule": ("cosine", "linear", "constant"),
            "trainer.strategy": ("auto", "ddp", "ddp_spawn", "fsdp", "fsdp2", "deepspeed"),
            "logger.name": ("csv", "wandb", "none"),
            "trainer.checkpoint_mode": ("max", "min"),
            "optim.loss_reduction": ("token", "sample", "sqrt"),
            "trainer.compile_backend": ("inductor", "aot_eager", "eager", "cudagraphs")}
+
+
+# old key -> what it became
+DEPRECATED = {
+    "model.relative_stats": "model.conditioners: [{name: relative-stats}]",
+    "model.distortion_head": "objectives: [{name: distortion, weight: W, source: projected}]",
+    "model.lm_distortion_head": "objectives: [{name: distortion, weight: W, source: lm, preference: true}]",
+}
+
+
+def migrate(cfg: DictConfig, where: str) -> tuple[DictConfig, list[dict], list[dict]]:
+    """Take the keys of :data:`DEPRECATED` out of one recipe file or override, with a
+    ``FutureWarning`` naming each -> (the rest, conditioners to add, objectives to add)."""
+    model = cfg.get("model")
+    if not isinstance(model, DictConfig) or not any(k.split(".")[1] in model for k in DEPRECATED):
+        return cfg, [], []
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg))
+    model = cfg.model
+    for old, new in DEPRECATED.items():
+        if old.split(".")[1] in model:
+            warnings.warn(f"{where}: {old} is deprecated; write {new}", FutureWarning, stacklevel=5)
+    conditioners = [{"name": "relative-stats"}] if model.pop("relative_stats", False) else []
+    objectives = []
+    for key, extra in (("distortion_head", {"source": "projected"}),
+                       ("lm_distortion_head", {"source": "lm", "preference": True})):
+        weight = float(model.pop(key, 0) or 0)
+        if weight > 0:
+            objectives.append({"name": "distortion", "weight": weight, **extra})
+    return cfg, conditioners, objectives
 
 
 def _read(path: str | os.PathLike) -> DictConfig:
@@ -147,18 +176,26 @@ def _read(path: str | os.PathLike) -> DictConfig:
     if "_base_" in cfg:
         # A recipe may build on another (path relative to itself); the base is merged first.
         base_path = p.parent / str(cfg.pop("_base_"))
-        cfg = _merge(_read(base_path), cfg)
+        cfg = _merge(_read(base_path), cfg, str(path))
     return cfg
 
 
-def _merge(base: DictConfig, overlay: DictConfig) -> DictConfig:
-    """Merge, but an overlay whose component block names another ``name`` replaces the block."""
+def _merge(base: DictConfig, overlay: DictConfig, where: str = "recipe") -> DictConfig:
+    """Merge, but an overlay whose component block names another ``name`` replaces the block, and
+    deprecated keys of the overlay are appended to the lists that replaced them (:func:`migrate`)."""
+    overlay, conditioners, objectives = migrate(overlay, where)
     for path in ("model.encoder", "model.projector", "model.llm", "logger"):
         new = OmegaConf.select(overlay, path)
         old = OmegaConf.select(base, path)
         if isinstance(new, DictConfig) and isinstance(old, DictConfig) and "name" in new and new.name != old.get("name"):
             OmegaConf.update(base, path, OmegaConf.create({}), merge=False)
-    return OmegaConf.merge(base, overlay)
+    merged = OmegaConf.merge(base, overlay)
+    if conditioners:
+        OmegaConf.update(merged, "model.conditioners",
+                         [*(OmegaConf.select(merged, "model.conditioners") or []), *conditioners], merge=False)
+    if objectives:
+        OmegaConf.update(merged, "objectives", [*(merged.get("objectives") or []), *objectives], merge=False)
+    return merged
 
 
 def load_recipe(*paths: str | os.PathLike, overrides: Sequence[str] = ()) -> DictConfig:
@@ -166,11 +203,11 @@ def load_recipe(*paths: str | os.PathLike, overrides: Sequence[str] = ()) -> Dic
     try:
         cfg = OmegaConf.structured(Recipe)
         for path in paths:
-            cfg = _merge(cfg, _read(path))
+            cfg = _merge(cfg, _read(path), str(path))
         for item in overrides:
             if "=" not in item:
                 raise RecipeError(f"override {item!r} is not key=value")
-            cfg = _merge(cfg, OmegaConf.from_dotlist([item]))
+            cfg = _merge(cfg, OmegaConf.from_dotlist([item]), item)
     except OmegaConfBaseException as err:
         raise RecipeError(_omegaconf_message(err)) from None
     validate(cfg)
@@ -186,8 +223,9 @@ def _omegaconf_message(err: OmegaConfBaseException) -> str:
 def validate(cfg: DictConfig) -> None:
     """Check choices and every component block against its builder, without building anything."""
     from depictqa import encoders, llms, projectors
+    from depictqa.prompts import TEMPLATES
 
-    for key, valid in CHOICES.items():
+    for key, valid in {"model.template": TEMPLATES, **CHOICES}.items():
         value = OmegaConf.select(cfg, key)
         if value not in valid:
             raise RecipeError(f"{key}: {value!r} is not one of {', '.join(valid)}")
@@ -212,6 +250,7 @@ def validate(cfg: DictConfig) -> None:
             value = block.get(key)
             if isinstance(value, str) and _looks_local(value) and not Path(value).exists():
                 raise RecipeError(f"{where}.{key}: {value} does not exist")
+    _validate_lists(cfg)
     for name, source in (cfg.data.sources or {}).items():
         if not isinstance(source, DictConfig) or "shards" not in source:
             raise RecipeError(f"data.sources.{name}: needs 'shards' (and optionally 'weight')")
@@ -228,6 +267,27 @@ def validate(cfg: DictConfig) -> None:
     flip = cfg.data.image.flip
     if flip is not None and flip not in FLIPS:
         raise RecipeError(f"data.image.flip: {flip!r} is not one of {', '.join(FLIPS)} (or null)")
+
+
+def _validate_lists(cfg: DictConfig) -> None:
+    """``model.conditioners`` and ``objectives``: each entry a registry name plus its arguments."""
+    from depictqa import conditioners, objectives
+
+    for where, registry, extra in (("model.conditioners", conditioners.REGISTRY, ()),
+                                   ("objectives", objectives.REGISTRY, ("weight",))):
+        blocks = OmegaConf.select(cfg, where)
+        for i, block in enumerate(blocks or []):
+            at = f"{where}[{i}]"
+            if not isinstance(block, DictConfig) or "name" not in block:
+                raise RecipeError(f"{at}: expected {{name: ..., ...}}; valid names: {', '.join(registry.list())}")
+            data = OmegaConf.to_container(block, resolve=True)
+            kwargs = {k: v for k, v in data.items() if k != "name" and k not in extra}
+            try:
+                registry.check(data["name"], kwargs, where=at)
+            except RegistryError as err:
+                raise RecipeError(str(err) if str(err).startswith(at) else f"{at}: {err}") from None
+            if "weight" in extra and not float(data.get("weight", 1.0)) > 0:
+                raise RecipeError(f"{at}.weight must be > 0, got {data.get('weight')}")
 
 
 def _looks_local(value: str) -> bool:

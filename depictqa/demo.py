@@ -56,13 +56,13 @@ def train(out: Path, recipe_path: str, minutes: float, fresh: bool, overrides: l
 
 def predict(assessor: Any, meta_path: Path) -> list[dict[str, Any]]:
     """Greedy ``single`` answers + confidence for an official test meta, in the official output format."""
-    from depictqa.data.schema import official_task
+    from depictqa.tasks import OFFICIAL
     from depictqa.infer.batching import Request
 
     records = json.loads(meta_path.read_text())
     requests = []
     for r in records:
-        task, reference = official_task(r["task"])
+        task, reference = OFFICIAL[r["task"]]
         images = {k: str(meta_path.parent / r[f]) for k, f in (("ref", "image_ref"), ("a", "image_A"),
                                                                 ("b", "image_B")) if r.get(f)}
         requests.append(Request(task, reference, r["query"], images, key=str(r["id"])))
@@ -95,7 +95,7 @@ def predict_both_orders(assessor: Any, meta_path: Path) -> list[dict[str, Any]]:
 
 def evaluate(out: Path, assessor: Any) -> dict[str, Any]:
     from depictqa.eval.baselines import run_baselines
-    from depictqa.eval.command import evaluate as compute
+    from depictqa.eval.evaluate import evaluate as compute
     from depictqa.eval.records import load_ground_truth, load_predictions, match
 
     test, pred_dir = out / "data" / "test", out / "eval"

@@ -1,10 +1,12 @@
-"""DepictQAModel: vision encoder + projector + causal LM, as a plain ``nn.Module``.
+"""DepictQAModel: vision encoder -> projector -> (optional) conditioners -> causal LM, as a plain
+``nn.Module``.
 
 Images are encoded (grouped by size so each group is one encoder batch), projected to the LLM's
-width and scattered into the ``image_mask`` positions of the embedded prompt. The loss is the
-cross-entropy of answer tokens only, and the LM head runs only at those positions. With
-``relative_stats`` (depictqa.relative) each image's projected tokens also carry its statistics
-relative to the other images of its sample, so encoding needs the batch's layout.
+width, passed through the image-token conditioners if the recipe names any (none in DepictQA;
+see :mod:`depictqa.conditioners`) and scattered into the ``image_mask`` positions of the embedded
+prompt. The loss is the cross-entropy of answer tokens only, and the LM head runs only at those
+positions. ``forward`` also returns what training objectives may read (the image tokens and the
+LM's hidden states); the model itself knows no objective.
 """
 
 from __future__ import annotations
@@ -16,43 +18,40 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depictqa.auxiliary import DistortionHead, image_end_states
-from depictqa.data.collate import Batch
+from depictqa.batch import Batch, group_by_shape
 from depictqa.prompts import IGNORE, PromptBuilder
-from depictqa.relative import Layout, RelativeStats, batch_layout
+from depictqa.tasks import ImageLayout
 
 
 @dataclass
 class Output:
-    """``loss``: mean over answer tokens; ``sample_loss``/``sample_tokens``: [num_samples]."""
+    """``loss``: mean over answer tokens; ``sample_loss``/``sample_tokens``: [num_samples];
+    ``correct``/``tokens``: answer tokens predicted right / in all. For objectives:
+    ``image_tokens``: each image's tokens as the LM receives them ([M_i, hidden], batch order);
+    ``hidden``: the LM's last hidden states [R, L, hidden]."""
 
     loss: torch.Tensor
     sample_loss: torch.Tensor
     sample_tokens: torch.Tensor
     correct: torch.Tensor
     tokens: torch.Tensor
-    # the auxiliary losses (``model.distortion_head``, ``model.lm_distortion_head``; depictqa.auxiliary),
-    # when the model has the head and is training
-    aux_loss: torch.Tensor | None = None
-    lm_aux_loss: torch.Tensor | None = None
+    image_tokens: list[torch.Tensor]
+    hidden: torch.Tensor
 
 
 class DepictQAModel(nn.Module):
     def __init__(self, encoder: nn.Module, projector: nn.Module, llm: nn.Module, template: str = "depictqa-vicuna",
-                 train_encoder: bool = False, encoder_dtype: torch.dtype | None = None) -> None:
+                 train_encoder: bool = False, encoder_dtype: torch.dtype | None = None,
+                 conditioners: list[nn.Module] | None = None) -> None:
         super().__init__()
         self.encoder, self.projector, self.llm = encoder, projector, llm
+        # stages between projector and LM, in order (depictqa.conditioners; none in DepictQA)
+        self.conditioners = nn.ModuleList(conditioners or [])
         self.prompts = PromptBuilder(llm.tokenizer, template)
         self.train_encoder = train_encoder
         self.encoder_dtype = encoder_dtype
         self.random_parts: set[str] = set()  # parts whose frozen weights a checkpoint must also keep
         self.feature_cache: Any = None  # depictqa.feature_cache.FeatureCache (frozen encoder only)
-        # optional auxiliary supervision while training (depictqa.auxiliary): on the projected image
-        # tokens, and on the LM's hidden state at each image's last token
-        self.distortion_head: DistortionHead | None = None
-        self.lm_distortion_head: DistortionHead | None = None
-        # optional: each image's statistics relative to its sample's other images (depictqa.relative)
-        self.relative_stats: RelativeStats | None = None
 
     @property
     def tokenizer(self) -> Any:
@@ -83,33 +82,27 @@ class DepictQAModel(nn.Module):
         mean, std = self._mean_std(pixels.device)
         return pixels.float() * std + mean
 
-    def layout(self, batch: Batch) -> Layout | None:
-        """What :meth:`encode_images` needs to know of ``batch``'s samples (None without
-        ``relative_stats``)."""
-        return batch_layout(batch.tasks, batch.num_images) if self.relative_stats is not None else None
-
     def encode_images(self, pixels: list[torch.Tensor], keys: list[str] | None = None,
-                      layout: Layout | None = None) -> list[torch.Tensor]:
+                      layout: ImageLayout | None = None) -> list[torch.Tensor]:
         """``pixels``: list of [3, H, W], uint8 (normalised here, on the model's device) or float
         (already normalised) -> list of [M_i, hidden] (same order). ``keys``: content keys for the
         feature cache (used when the model has one and the encoder is frozen). ``layout``: each
-        sample's (task, image count), needed with ``relative_stats`` (:meth:`layout`)."""
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, p in enumerate(pixels):
-            groups.setdefault(tuple(p.shape[-2:]), []).append(i)
-        out: list[torch.Tensor | None] = [None] * len(pixels)
-        for idx in groups.values():
+        image's sample and role (``batch.layout``), which conditioners need."""
+        out: list[torch.Tensor] = [torch.empty(0)] * len(pixels)
+        proj_dtype = next(self.projector.parameters()).dtype
+        for idx in group_by_shape(pixels).values():
             feats = self._encoder_features([pixels[i] for i in idx], None if keys is None else [keys[i] for i in idx])
-            proj_dtype = next(self.projector.parameters()).dtype
             tokens = self.projector(feats.to(proj_dtype))
             for j, i in enumerate(idx):
                 out[i] = tokens[j]
-        if self.relative_stats is not None:
+        if len(self.conditioners):
             if layout is None:
-                raise ValueError("model.relative_stats needs the batch layout: encode_images(..., layout=model.layout(batch))")
-            offsets = self.relative_stats([self.unit_pixels(p) for p in pixels], layout)
-            out = [t + o.to(t.dtype) for t, o in zip(out, offsets)]
-        return out  # type: ignore[return-value]
+                raise ValueError("this model has image-token conditioners: encode_images needs the batch's "
+                                 "layout (encode_images(..., layout=batch.layout))")
+            unit = [self.unit_pixels(p) for p in pixels]
+            for conditioner in self.conditioners:
+                out = conditioner(out, unit, layout)
+        return out
 
     def _encoder_features(self, pixels: list[torch.Tensor], keys: list[str] | None) -> torch.Tensor:
         """Encoder tokens [B, N, D] of same-shape images, from the feature cache where it has them."""
@@ -143,7 +136,7 @@ class DepictQAModel(nn.Module):
         embeds = self.llm.embed(batch.input_ids)
         if batch.pixels:
             if images is None:
-                images = self.encode_images(batch.pixels, batch.image_keys, self.layout(batch))
+                images = self.encode_images(batch.pixels, batch.image_keys, batch.layout)
             image_tokens = torch.cat(images).to(embeds.dtype)
             n_slots = int(batch.image_mask.sum())
             if image_tokens.shape[0] != n_slots:
@@ -153,7 +146,7 @@ class DepictQAModel(nn.Module):
         return embeds
 
     def forward(self, batch: Batch) -> Output:
-        images = self.encode_images(batch.pixels, batch.image_keys, self.layout(batch)) if batch.pixels else []
+        images = self.encode_images(batch.pixels, batch.image_keys, batch.layout) if batch.pixels else []
         embeds = self.embed(batch, images)
         hidden = self.llm.hidden(embeds, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
         # Position t predicts token t+1; keep only positions whose next token is an answer token.
@@ -169,14 +162,7 @@ class DepictQAModel(nn.Module):
         tokens = keep.sum()
         loss = token_loss.sum() / tokens.clamp(min=1)
         correct = (logits.argmax(-1) == target).sum()
-        aux = lm_aux = None
-        if self.training and images:
-            if self.distortion_head is not None:
-                aux = self.distortion_head(batch, torch.stack([t.mean(0) for t in images]))
-            if self.lm_distortion_head is not None:
-                states = image_end_states(hidden, batch.image_mask, [t.shape[0] for t in images])
-                lm_aux = self.lm_distortion_head(batch, states)
-        return Output(loss, sample_loss / sample_tokens.clamp(min=1), sample_tokens, correct, tokens, aux, lm_aux)
+        return Output(loss, sample_loss / sample_tokens.clamp(min=1), sample_tokens, correct, tokens, images, hidden)
 
     @torch.no_grad()
     def generate(self, batch: Batch, max_new_tokens: int = 64, **kwargs: Any) -> Any:
@@ -211,7 +197,7 @@ class DepictQAModel(nn.Module):
 
     def parameter_counts(self) -> dict[str, tuple[int, int]]:
         """part -> (total, trainable), for every top-level part with parameters (the encoder, projector
-        and LLM, and the auxiliary heads and relative statistics when the model has them)."""
+        and LLM, and the conditioners when the model has any)."""
         counts = {}
         for part, module in self.named_children():
             params = list(module.parameters())

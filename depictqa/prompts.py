@@ -1,6 +1,7 @@
-"""Prompt layouts: task kinds, image tags, templates -> token ids, image slots and a loss mask.
+"""Prompt layouts: templates -> token ids, image slots and a loss mask.
 
-A prompt is a sequence of text pieces with image slots between them. Each text piece is tokenised
+A prompt is a sequence of text pieces with image slots between them; which slots a task has, their
+labels and tags come from the task table (:mod:`depictqa.tasks`). Each text piece is tokenised
 on its own (no special tokens), and every image slot is expanded to exactly as many positions as
 the projector will produce for that image, so the model only has to scatter projected tokens into
 ``image_mask`` positions. Loss is on the answer only.
@@ -20,7 +21,7 @@ from typing import Any, Sequence
 
 import torch
 
-from depictqa.data.schema import official_task, required_images
+from depictqa.tasks import TABLE, TaskSpec, spec
 
 IGNORE = -100
 SYSTEM = ("A chat between a curious human and an artificial intelligence assistant. The assistant gives "
@@ -29,28 +30,16 @@ SYSTEM_QUALITY = " As an AI assistant, you are performing an image quality asses
 SYSTEM_REFERENCE = " A high-quality Reference Image is provided to assist the evaluation."
 SINGLE_WORD = " Answer the question using a single word or phrase."
 
-# image key -> (label, tag) in the prompt; an assess/caption image uses the generic tag.
-IMAGE_LABELS = {"ref": ("Reference Image", "Img-Reference"), "a": ("Image A", "Img-A"),
-                "b": ("Image B", "Img-B"), "single": ("Image", "Img")}
+TEMPLATES = ("depictqa-vicuna", "compact", "chat")
 
 
-def system_text(task: str, reference: bool) -> str:
+def system_text(task: TaskSpec) -> str:
     text = SYSTEM
-    if task != "caption":
+    if task.quality:
         text += SYSTEM_QUALITY
-        if reference:
+        if task.reference:
             text += SYSTEM_REFERENCE
     return text
-
-
-def image_slots(task: str, reference: bool) -> list[tuple[str, str, str]]:
-    """``[(image key, label, tag)]`` in prompt order."""
-    slots = []
-    for key in required_images(task, reference):
-        use = "single" if (task != "compare" and key != "ref") else key
-        label, tag = IMAGE_LABELS[use]
-        slots.append((key, label, tag))
-    return slots
 
 
 @dataclass
@@ -83,18 +72,19 @@ class PromptBuilder:
             return list(ids)
         return list(self._cache[text])
 
-    def pieces(self, task: str, reference: bool, query: str, answer: str | None) -> tuple[list[str], str | None]:
-        """Text pieces around the image slots (len = slots + 1) and the target text."""
-        task, reference = _normalise(task, reference)
-        slots = image_slots(task, reference)
+    def pieces(self, task: str | TaskSpec, reference: bool, query: str,
+               answer: str | None) -> tuple[list[str], str | None]:
+        """Text pieces around the image slots (len = slots + 1) and the target text. ``task``: a
+        row of the task table, or a name :func:`depictqa.tasks.spec` resolves with ``reference``."""
+        task = spec(task, reference)
         if self.template == "chat":
-            return self._chat_pieces(task, reference, slots, query, answer)
-        head = (system_text(task, reference) + "\n\n </s> ") if self.template == "depictqa-vicuna" else ""
+            return self._chat_pieces(task, query, answer)
+        head = (system_text(task) + "\n\n </s> ") if self.template == "depictqa-vicuna" else ""
         sep = "\n\n </s> " if self.template == "depictqa-vicuna" else "\n"
         pieces, prefix = [], head
-        for _key, label, tag in slots:
-            pieces.append(f"{prefix}{label}: <{tag}>")
-            prefix = f"</{tag}>{sep}"
+        for slot in task.slots:
+            pieces.append(f"{prefix}{slot.label}: <{slot.tag}>")
+            prefix = f"</{slot.tag}>{sep}"
         if self.template == "depictqa-vicuna":
             pieces.append(f"{prefix}USER: {query}\n   ASSISTANT:")
             target = None if answer is None else f"{answer}\n </s>"
@@ -103,11 +93,10 @@ class PromptBuilder:
             target = None if answer is None else f" {answer}</s>"
         return pieces, target
 
-    def _chat_pieces(self, task: str, reference: bool, slots: list, query: str,
-                     answer: str | None) -> tuple[list[str], str | None]:
-        marks = [f"\x00IMAGE{i}\x00" for i in range(len(slots))]
-        images = "".join(f"{label}: <{tag}>{mark}</{tag}>\n" for (_k, label, tag), mark in zip(slots, marks))
-        messages = [{"role": "system", "content": system_text(task, reference)},
+    def _chat_pieces(self, task: TaskSpec, query: str, answer: str | None) -> tuple[list[str], str | None]:
+        marks = [f"\x00IMAGE{i}\x00" for i in range(len(task.slots))]
+        images = "".join(f"{s.label}: <{s.tag}>{mark}</{s.tag}>\n" for s, mark in zip(task.slots, marks))
+        messages = [{"role": "system", "content": system_text(task)},
                     {"role": "user", "content": images + query}]
         prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         target = None
@@ -124,12 +113,12 @@ class PromptBuilder:
             pieces.append(head)
         return pieces + [prompt], target
 
-    def encode(self, task: str, reference: bool, query: str, answer: str | None,
+    def encode(self, task: str | TaskSpec, reference: bool, query: str, answer: str | None,
                image_tokens: Sequence[int]) -> Encoded:
         """``image_tokens[i]``: how many projector tokens image ``i`` (prompt order) becomes."""
         pieces, target = self.pieces(task, reference, query, answer)
         if len(image_tokens) != len(pieces) - 1:
-            raise ValueError(f"task {task!r} (reference={reference}) has {len(pieces) - 1} image slot(s), "
+            raise ValueError(f"task {spec(task, reference).official!r} has {len(pieces) - 1} image slot(s), "
                              f"got {len(image_tokens)} image(s)")
         ids: list[int] = []
         if self.template != "chat" and self.tokenizer.bos_token_id is not None:
@@ -155,18 +144,8 @@ class PromptBuilder:
     def fixed_texts(self) -> list[str]:
         """The template's own texts (for training a tokenizer that must cover them)."""
         texts = []
-        for task, ref in (("assess", True), ("assess", False), ("compare", True), ("compare", False),
-                          ("caption", False)):
-            if self.template == "chat":
-                continue
-            texts += self.pieces(task, ref, "", "")[0]
+        if self.template == "chat":
+            return texts
+        for task in TABLE.values():
+            texts += self.pieces(task, task.reference, "", "")[0]
         return texts
-
-
-def _normalise(task: str, reference: bool) -> tuple[str, bool]:
-    if task in ("assess", "compare", "caption"):
-        return task, bool(reference) and task != "caption"
-    return official_task(task)
-
-
-TEMPLATES = ("depictqa-vicuna", "compact", "chat")

@@ -1,20 +1,22 @@
 """DepictQATask: the thin LightningModule around :class:`~depictqa.model.DepictQAModel`.
 
-Optimiser (AdamW), warmup + cosine/linear schedule, logging of loss and answer-token accuracy, and
-loading of a resumed run's optimiser and loop state (see :mod:`depictqa.callbacks`).
+The answer loss plus the recipe's training objectives (:mod:`depictqa.objectives`, which live
+here, not in the model), optimiser (AdamW), warmup + cosine/linear schedule, logging of loss and
+answer-token accuracy, and loading of a resumed run's optimiser and loop state (see
+:mod:`depictqa.callbacks`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from depictqa.data.collate import Batch
+from depictqa.batch import Batch
 from depictqa.model import DepictQAModel, Output
 
 
@@ -42,10 +44,21 @@ def reduce_loss(out: Output, how: str) -> torch.Tensor:
 
 
 class DepictQATask(L.LightningModule):
-    def __init__(self, model: DepictQAModel, recipe: DictConfig, resume_state: tuple | None = None) -> None:
+    """Trains ``model`` as ``recipe`` says. ``objectives``: ``[(log name, weight, objective)]``
+    (default: built from the recipe's ``objectives`` block, :func:`depictqa.build.build_objectives`)."""
+
+    def __init__(self, model: DepictQAModel, recipe: DictConfig, resume_state: tuple | None = None,
+                 objectives: Sequence[tuple[str, float, torch.nn.Module]] | None = None) -> None:
         super().__init__()
         self.model = model
         self.recipe = recipe
+        if objectives is None:
+            from depictqa.build import build_objectives
+
+            objectives = build_objectives(recipe, model.llm.hidden_size)
+        self.objective_names = [name for name, _, _ in objectives]
+        self.objective_weights = [float(weight) for _, weight, _ in objectives]
+        self.objectives = torch.nn.ModuleList([objective for _, _, objective in objectives])
         self._resume_state = resume_state
         self.validators: list[Any] = []  # callables (task, batch) -> dict of metrics, see depictqa.eval
         self.data_stats: dict[int, dict[str, Any]] = {}  # DataLoader worker -> its latest running counts
@@ -58,16 +71,14 @@ class DepictQATask(L.LightningModule):
         bs = batch.num_samples
         loss = reduce_loss(out, self.recipe.optim.loss_reduction)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
-        if out.aux_loss is not None:
-            self.log("train/distortion_loss", out.aux_loss, batch_size=bs)
-            loss = loss + self.recipe.model.distortion_head * out.aux_loss
-        if out.lm_aux_loss is not None:
-            self.log("train/lm_distortion_loss", out.lm_aux_loss, batch_size=bs)
-            loss = loss + self.recipe.model.lm_distortion_head * out.lm_aux_loss
+        for name, weight, objective in zip(self.objective_names, self.objective_weights, self.objectives):
+            extra = objective(batch, out)
+            self.log(f"train/{name}_loss", extra, batch_size=bs)
+            loss = loss + weight * extra
         self.log("train/token_acc", out.correct.float() / out.tokens.clamp(min=1), batch_size=bs)
         self.log("train/answer_tokens", out.tokens.float(), reduce_fx="sum", batch_size=bs)
-        if batch.data_stats is not None:
-            self._log_data_stats(batch.data_stats)
+        if batch.info.data_stats is not None:
+            self._log_data_stats(batch.info.data_stats)
         cache = self.model.feature_cache
         if cache is not None and cache.hits + cache.misses:
             self.log("data/encoder_cache_hit_rate", cache.hits / (cache.hits + cache.misses), batch_size=1)
@@ -108,12 +119,13 @@ class DepictQATask(L.LightningModule):
     def configure_optimizers(self) -> Any:
         o = self.recipe.optim
         scale = dict(o.lr_scale or {})
-        components = [name for name, _ in self.model.named_children()]
+        components = [name for name, _ in self.model.named_children()] + ["objectives"]
         unknown = sorted(set(scale) - set(components))
         if unknown:
             raise ValueError(f"optim.lr_scale: unknown component(s) {unknown}; the model has {components}")
         groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
-        for name, p in self.model.named_parameters():
+        named = [*self.model.named_parameters(), *(("objectives." + n, p) for n, p in self.objectives.named_parameters())]
+        for name, p in named:
             if p.requires_grad:
                 # Norm weights and biases are not decayed (standard transformer practice).
                 key = (float(scale.get(name.split(".", 1)[0], 1.0)), p.ndim >= 2)
@@ -156,6 +168,8 @@ class DepictQATask(L.LightningModule):
 
                 shard_fsdp2(self.model, self.device_mesh["data_parallel"],
                             activation_checkpointing=t.activation_checkpointing)
+                for objective in self.objectives:  # called by training_step directly: its own unit
+                    shard_fsdp2(objective, self.device_mesh["data_parallel"])
                 self._sharded = True
         elif t.activation_checkpointing and t.strategy != "fsdp":
             # HF's own checkpointing: unlike checkpoint wrappers it keeps parameter names (PEFT export).
@@ -169,7 +183,7 @@ class DepictQATask(L.LightningModule):
             if self.recipe.optim.grad_clip:
                 from depictqa.strategies import clip_sharded_gradients
 
-                clip_sharded_gradients(self.trainer, self.model, float(self.recipe.optim.grad_clip))
+                clip_sharded_gradients(self.trainer, self, float(self.recipe.optim.grad_clip))
             return
         self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val,
                             gradient_clip_algorithm=gradient_clip_algorithm)

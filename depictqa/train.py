@@ -90,8 +90,8 @@ def fit(recipe: DictConfig, resume: str | Path | None = None, callbacks: Sequenc
     """Train; returns the final checkpoint directory (``out_dir/checkpoints/last``)."""
     import lightning as L
 
-    from depictqa.build import build_model
-    from depictqa.checkpoint import TOKENIZER, load_state, load_trainable, recipe_of
+    from depictqa.build import build_model, sample_encoder
+    from depictqa.checkpoint import TOKENIZER, load_objectives, load_state, load_trainable, recipe_of
     from depictqa.data.datamodule import DepictQADataModule
     from depictqa.task import DepictQATask
 
@@ -113,12 +113,14 @@ def fit(recipe: DictConfig, resume: str | Path | None = None, callbacks: Sequenc
     out = Path(recipe.out_dir)
     save_recipe(recipe, out / "recipe.yaml")
     task = DepictQATask(model, recipe, resume_state=resume_state)
+    if resume is not None:
+        load_objectives(task.objectives, Path(resume))
     if recipe.data.val and recipe.trainer.val_generate:
         from depictqa.eval.validation import GenerationValidator
 
         task.validators.append(GenerationValidator())
     skip = resume_state[1]["global_step"] * recipe.trainer.accumulate_grad_batches if resume_state else 0
-    datamodule = DepictQADataModule(recipe, model, skip_batches=skip)
+    datamodule = DepictQADataModule(recipe, sample_encoder(model), skip_batches=skip)
     with warnings.catch_warnings(), _without_lightning_ads():
         # torch's own pytree deprecation, raised from inside Lightning on every batch transfer
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",

@@ -53,11 +53,12 @@ def model(recipe):
 
 def make_item(model, task: str, reference: bool, query: str, answer: str | None, sizes, seed: int = 0):
     from depictqa.data.collate import Item
+    from depictqa.tasks import spec
 
     g = torch.Generator().manual_seed(seed)
     pixels = [torch.randn(3, h, w, generator=g) for h, w in sizes]
     encoded = model.prompts.encode(task, reference, query, answer, [model.image_tokens(h, w) for h, w in sizes])
-    return Item(encoded, pixels, key=f"{task}-{seed}", task=task)
+    return Item(encoded, pixels, spec(task, reference), key=f"{task}-{seed}")
 
 
 def mixed_items(model):
@@ -106,9 +107,9 @@ def write_tiny_shards(out: Path, n: int = 24, prefix: str = "shard", per_shard: 
     samples = []
     for i in range(n):
         task, ref, q, a, truth = kinds[i % len(kinds)]
-        from depictqa.data.schema import required_images
+        from depictqa.tasks import spec
 
-        images = {k: random_image(i * 7 + j) for j, k in enumerate(required_images(task, ref))}
+        images = {k: random_image(i * 7 + j) for j, k in enumerate(spec(task, ref).keys)}
         samples.append(Sample(f"s{i:05d}", task, ref, [{"from": "human", "value": q}, {"from": "gpt", "value": a}],
                               style="single", meta={"i": i, **truth}, images=images))
     return write_shards(samples, out, prefix=prefix, samples_per_shard=per_shard)

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -23,6 +25,48 @@ def test_every_command_has_help_with_an_example():
     assert set(sub.choices) <= set(COMMANDS)
 
 
+def test_every_command_is_a_thin_adapter_under_depictqa_commands_with_help_examples(capsys):
+    import importlib
+
+    from depictqa import cli
+
+    assert "bench" not in cli.COMMANDS
+    for name, module_path in cli.COMMANDS.items():
+        assert module_path.startswith("depictqa.commands."), (name, module_path)
+        module = importlib.import_module(module_path)
+        assert all(hasattr(module, a) for a in ("HELP", "EXAMPLES", "add_arguments", "run")), name
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([name, "--help"])
+        assert exit_info.value.code == 0, name
+        out = capsys.readouterr().out
+        assert "examples:" in out and module.EXAMPLES.strip().splitlines()[0].strip() in out, name
+
+
+def test_a_command_whose_module_is_missing_is_an_error_not_skipped(monkeypatch):
+    from depictqa import cli
+
+    monkeypatch.setattr(cli, "COMMANDS", {**cli.COMMANDS, "nosuch": "depictqa.commands.nosuch"})
+    with pytest.raises(ImportError, match="nosuch") as err:
+        cli.build_parser()
+    assert "depictqa.commands.nosuch" in str(err.value)
+
+
+def test_only_the_cli_imports_depictqa_commands():
+    import ast
+
+    offenders = []
+    for path in (ROOT / "depictqa").rglob("*.py"):
+        rel = path.relative_to(ROOT / "depictqa").as_posix()
+        if rel.startswith("commands/") or rel == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names += [f"{n}.{a.name}" for n in names if isinstance(node, ast.ImportFrom) for a in node.names]
+            offenders += [f"{rel}: {n}" for n in names if n == "depictqa.commands" or n.startswith("depictqa.commands.")]
+    assert not offenders, offenders
+
+
 def test_list_prints_each_component_with_a_description():
     out = cli("list", "projectors").stdout
     lines = [line.split(None, 1) for line in out.splitlines()[1:]]
@@ -35,7 +79,7 @@ def test_validate_prints_parameter_counts():
     assert proc.returncode == 0, proc.stderr
     table = proc.stdout.split("part")[-1]
     rows = {line.split()[0]: line.split()[1:] for line in table.strip().splitlines()[1:]}
-    assert set(rows) == {"encoder", "projector", "llm", "distortion_head", "relative_stats", "all"}
+    assert set(rows) == {"encoder", "projector", "llm", "conditioners", "all"}
     count = lambda column: [int(v[column].replace(",", "")) for k, v in rows.items() if k != "all"]
     assert [sum(count(0)), sum(count(1))] == [int(v.replace(",", "")) for v in rows["all"]]
     assert "template: compact" in proc.stdout

@@ -34,14 +34,14 @@ def test_image_key_depends_on_content_shape_and_dtype():
     assert image_key(x) != image_key(x.float())
 
 
-@pytest.mark.parametrize("extra", [(), ("model.relative_stats=true",)], ids=["plain", "relative_stats"])
+@pytest.mark.parametrize("extra", [(), ("model.conditioners=[{name: relative-stats}]",)], ids=["plain", "relative_stats"])
 def test_cached_features_equal_fresh_ones_and_skip_the_encoder(extra):
     model = _frozen_model("model.encoder_cache_gb=0.01", *extra)
     plain = _frozen_model(*extra)
     for m in (model, plain):
-        if m.relative_stats is not None:  # as after training: the relative term changes the tokens
+        if len(m.conditioners):  # as after training: the relative term changes the tokens
             torch.manual_seed(1)
-            torch.nn.init.normal_(m.relative_stats.embed[-1].weight, std=0.5)
+            torch.nn.init.normal_(m.conditioners[0].embed[-1].weight, std=0.5)
     items = mixed_items(model)
     for it in items:
         it.image_keys = [image_key(p) for p in it.pixels]
@@ -71,12 +71,12 @@ def test_cache_is_refused_with_a_trained_encoder_or_random_crops():
 
 
 def test_training_items_carry_image_keys_only_when_caching():
-    from depictqa.data.datamodule import sample_to_item
+    from depictqa.build import sample_encoder
     from depictqa.data.schema import Sample
 
     conv = [{"from": "human", "value": "Which image is better?"}, {"from": "gpt", "value": "Image A"}]
     pixels = {k: torch.randint(0, 255, (3, 16, 24), dtype=torch.uint8) for k in ("ref", "a", "b")}
     sample = Sample("s0", "compare", True, conv, style="single", images=pixels)
-    assert sample_to_item(_frozen_model(), sample).image_keys is None
-    item = sample_to_item(_frozen_model("model.encoder_cache_gb=0.01"), sample)
+    assert sample_encoder(_frozen_model())(sample).image_keys is None
+    item = sample_encoder(_frozen_model("model.encoder_cache_gb=0.01"))(sample)
     assert item.image_keys == [image_key(sample.images[k]) for k in sample.image_order]

@@ -148,58 +148,6 @@ def test_collated_images_of_one_shape_share_one_storage(model):
     assert len(by_shape) > 1 and all(len(ptrs) == 1 for ptrs in by_shape.values())
 
 
-def test_distortion_head_targets_follow_the_prompt_order_and_skip_unknown_images():
-    from depictqa.build import build_model
-
-    model = build_model(tiny_recipe("model.distortion_head=0.5"), texts=TEXTS).train()
-    items = mixed_items(model)  # compare FR (3 images), assess NR (1), caption (1), compare NR (2)
-    items[0].meta = {"distortions_A": [{"category": "blur", "severity": 2}], "quality_A": 80.0,
-                     "distortions_B": [{"category": "noise", "severity": 5}, {"category": "darken", "severity": 1}],
-                     "quality_B": 20.0}
-    items[1].meta = {"distortions": [], "quality": 100.0}   # a clean image: no category present
-    items[3].meta = {"distortions_A": [{"category": "not-a-category", "severity": 3}], "distortions_B": []}
-    batch = collate(items, packed=True)
-    assert model.distortion_head.targets(batch) == [
-        ({}, 100.0), ({"blur": 2}, 80.0), ({"noise": 5, "darken": 1}, 20.0),  # the reference comes first
-        ({}, 100.0),                                  # the clean NR image
-        None,                                         # a caption says nothing about distortions
-        None, ({}, None)]                             # an unknown category: that image is left out
-    out = model(batch)
-    assert out.aux_loss is not None and out.aux_loss > 0
-    # a batch without metadata: a zero loss, but every head weight still gets a (zero) gradient
-    unlabelled = model(collate([items[2]], packed=True)).aux_loss
-    assert unlabelled.item() == 0.0
-    unlabelled.backward()
-    assert all(p.grad is not None for p in model.distortion_head.parameters())
-    model.eval()
-    assert model(batch).aux_loss is None              # inference never needs the metadata
-
-
-def test_distortion_head_trains_the_encoder_and_is_saved(tmp_path):
-    from depictqa.build import build_model
-    from depictqa.checkpoint import load_pretrained, save_pretrained
-
-    recipe = tiny_recipe("model.distortion_head=1.0")
-    torch.manual_seed(0)
-    model = build_model(recipe, texts=TEXTS).train()
-    items = mixed_items(model)
-    for item, meta in zip(items, [{"distortions_A": [{"category": "blur", "severity": 4}], "distortions_B": [],
-                                   "quality_A": 45.0, "quality_B": 100.0},
-                                  {"distortions": [{"category": "noise", "severity": 3}], "quality": 60.0}, {},
-                                  {"distortions_A": [], "distortions_B": [{"category": "pixelate", "severity": 5}]}]):
-        item.meta = meta
-    batch = collate(items, packed=True)
-
-    def encoder_gets_gradient(m):
-        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.encoder.parameters())
-
-    first, last = fit_steps(model, batch, lambda out: out.aux_loss, after_backward=encoder_gets_gradient)
-    assert last < 0.5 * first
-    save_pretrained(model, recipe, tmp_path / "ckpt")
-    again = load_pretrained(tmp_path / "ckpt")
-    torch.testing.assert_close(again.distortion_head.proj.weight, model.distortion_head.proj.weight)
-
-
 def test_loss_reductions_weigh_a_token_by_its_answer_length():
     """token: every answer token alike; sample: every sample alike; sqrt: a sample's tokens at
     1 / sqrt(its length) each. All three agree when the answers are equally long."""
@@ -210,7 +158,7 @@ def test_loss_reductions_weigh_a_token_by_its_answer_length():
         flat = torch.tensor([x for s in per_token for x in s])
         n = torch.tensor([float(len(s)) for s in per_token])
         mean = torch.tensor([sum(s) / len(s) for s in per_token])
-        return Output(flat.mean(), mean, n, torch.tensor(0), torch.tensor(len(flat)))
+        return Output(flat.mean(), mean, n, torch.tensor(0), torch.tensor(len(flat)), [], torch.zeros(0))
 
     short, long_ = [4.0], [1.0] * 16          # a one-token label at loss 4, a 16-token answer at 1
     o = out([short, long_])

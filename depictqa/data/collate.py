@@ -1,4 +1,4 @@
-"""Batches for the model: padded or packed, built to a token budget.
+"""Training batches (:class:`~depictqa.batch.Batch`): padded or packed, built to a token budget.
 
 A *packed* batch is one row holding several samples back to back; position ids restart at every
 sample and ``attention_mask`` is None, which transformers reads as separate sequences (attention
@@ -14,7 +14,9 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
+from depictqa.batch import Batch, BatchInfo
 from depictqa.prompts import IGNORE, Encoded
+from depictqa.tasks import TaskSpec
 
 
 @dataclass
@@ -23,50 +25,14 @@ class Item:
 
     encoded: Encoded
     pixels: list[torch.Tensor]
+    task: TaskSpec
     key: str = ""
-    task: str = ""
     style: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     image_keys: list[str] | None = None  # content keys for the frozen-encoder feature cache
 
     def __len__(self) -> int:
         return len(self.encoded)
-
-
-@dataclass
-class Batch:
-    """``input_ids``, ``image_mask``, ``labels``, ``position_ids``, ``sample_ids``: [R, L];
-    ``attention_mask``: [R, L] or None (packed); ``pixels``: every image in order of appearance."""
-
-    input_ids: torch.Tensor
-    image_mask: torch.Tensor
-    labels: torch.Tensor
-    position_ids: torch.Tensor
-    sample_ids: torch.Tensor
-    attention_mask: torch.Tensor | None
-    pixels: list[torch.Tensor]
-    num_samples: int
-    keys: list[str] = field(default_factory=list)
-    tasks: list[str] = field(default_factory=list)
-    styles: list[str] = field(default_factory=list)
-    meta: list[dict[str, Any]] = field(default_factory=list)
-    num_images: list[int] = field(default_factory=list)  # per sample, to find its slice of ``pixels``
-    # The producing DataLoader worker's running counts: {"worker", "seen", "yielded", "skipped": {reason: n}}.
-    data_stats: dict[str, Any] | None = None
-    image_keys: list[str] | None = None  # one per image in ``pixels`` (feature cache), or None
-
-    def to(self, device: torch.device | str) -> "Batch":
-        move = {k: getattr(self, k).to(device) for k in ("input_ids", "image_mask", "labels", "position_ids",
-                                                         "sample_ids")}
-        mask = None if self.attention_mask is None else self.attention_mask.to(device)
-        return Batch(**move, attention_mask=mask, pixels=[p.to(device) for p in self.pixels],
-                     num_samples=self.num_samples, keys=self.keys, tasks=self.tasks, styles=self.styles,
-                     meta=self.meta, num_images=self.num_images, data_stats=self.data_stats,
-                     image_keys=self.image_keys)
-
-    @property
-    def padding_fraction(self) -> float:
-        return float((self.sample_ids < 0).float().mean())
 
 
 def collate(items: Sequence[Item], pad_id: int = 0, packed: bool = False) -> Batch:
@@ -91,13 +57,12 @@ def collate(items: Sequence[Item], pad_id: int = 0, packed: bool = False) -> Bat
             sample_ids[r, span] = i
             start += n
     attention_mask = None if packed else (sample_ids >= 0).long()
+    info = BatchInfo(keys=[it.key for it in items], styles=[it.style for it in items], meta=[it.meta for it in items])
     return Batch(input_ids, image_mask, labels, position_ids, sample_ids, attention_mask,
-                 pixels=_one_storage_per_shape([p for item in items for p in item.pixels]), num_samples=len(items),
-                 keys=[it.key for it in items], tasks=[it.task for it in items],
-                 styles=[it.style for it in items], meta=[it.meta for it in items],
-                 num_images=[len(it.pixels) for it in items],
+                 pixels=_one_storage_per_shape([p for item in items for p in item.pixels]),
+                 tasks=[it.task for it in items],
                  image_keys=([k for it in items for k in it.image_keys]
-                             if all(it.image_keys is not None for it in items) else None))
+                             if all(it.image_keys is not None for it in items) else None), info=info)
 
 
 def _one_storage_per_shape(pixels: list[torch.Tensor]) -> list[torch.Tensor]:

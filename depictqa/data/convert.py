@@ -2,7 +2,7 @@
 
 Each official record ``{"id", "task_type", "image_ref", "image_A", "image_B", "image",
 "conversations", ...provenance}`` becomes one :class:`~depictqa.data.schema.Sample`: the task and
-reference flag come from :func:`~depictqa.data.schema.official_task`, the single image of
+reference flag come from the task table (:data:`depictqa.tasks.OFFICIAL`), the single image of
 ``quality_single_A`` / ``_B`` is stored as ``a`` (from ``image_A`` / ``image_B``), a description's
 image as ``img``. Every other field, plus ``official_task`` and the original ``id``, goes to
 ``meta`` so no ground truth is lost. Image bytes are stored as they came.
@@ -17,7 +17,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from depictqa.data.schema import OFFICIAL_TASKS, Sample, SchemaError, official_task, validate_record
+from depictqa.data.schema import Sample, SchemaError, validate_record
+from depictqa.tasks import OFFICIAL, OFFICIAL_FIELDS
 
 SINGLE_SUFFIX = "Answer the question using a single word or phrase."
 DETAIL_MIN_WORDS = 22  # the official confidence code counts answers under 22 words as brief
@@ -49,23 +50,17 @@ def sanitize_key(raw_id: Any, index: int) -> str:
 
 def _image_sources(task_type: str) -> dict[str, str]:
     """Our image key -> the official field it comes from."""
-    if task_type == "description":
-        return {"img": "image"}
-    single = {"quality_single_A": "image_A", "quality_single_B": "image_B",
-              "quality_single_A_noref": "image_A", "quality_single_B_noref": "image_B"}
-    task, reference = official_task(task_type)
-    images = {"a": single[task_type]} if task == "assess" else {"a": "image_A", "b": "image_B"}
-    return ({"ref": "image_ref"} | images) if reference else images
+    return OFFICIAL_FIELDS[task_type]
 
 
 def record_to_sample(record: Mapping[str, Any], images_root: str | os.PathLike, index: int) -> Sample:
     """One official record -> Sample with image bytes; raises :class:`ConvertError`."""
     rid = record.get("id", f"#{index}")
     task_type = record.get("task_type")
-    if task_type not in OFFICIAL_TASKS:
+    if task_type not in OFFICIAL:
         raise ConvertError("unknown_task", f"{rid}: unknown task_type {task_type!r}; valid: "
-                                           f"{', '.join(OFFICIAL_TASKS)}")
-    task, reference = official_task(task_type)
+                                           f"{', '.join(OFFICIAL)}")
+    task, reference = OFFICIAL[task_type]
     conversations = record.get("conversations")
     if not isinstance(conversations, list) or len(conversations) < 2:
         raise ConvertError("bad_record", f"{rid}: 'conversations' must hold human/gpt turns")

@@ -3,34 +3,57 @@
 Batching happens inside the DataLoader workers: each worker tokenises its samples, groups them
 (fixed ``batch_size``, or a token budget when ``max_tokens_per_batch`` is set) and collates them
 (padded, or packed into one row), so the training process receives ready :class:`Batch` objects.
+
+The data module does not hold the model: it receives a :class:`SampleEncoder`, the little it
+needs to know of one (prompt builder, patch size, tokens per image, pixel statistics), which
+:func:`depictqa.build.sample_encoder` makes from a model.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from depictqa.data.collate import Batch, Item, budget_batches, collate
+from depictqa.batch import Batch
+from depictqa.data.collate import Item, budget_batches, collate
 from depictqa.data.schema import Sample
+from depictqa.encoders.base import CLIP_MEAN, CLIP_STD
+from depictqa.prompts import PromptBuilder
 
 
-def sample_to_item(model: Any, sample: Sample, with_answer: bool = True) -> Item:
-    """Prepared Sample (images are [3, H, W] tensors) -> tokenised Item."""
-    pixels = [sample.images[k] for k in sample.image_order]
-    counts = [model.image_tokens(int(p.shape[-2]), int(p.shape[-1])) for p in pixels]
-    query, answer = sample.conversations[0]["value"], sample.conversations[1]["value"]
-    encoded = model.prompts.encode(sample.task, sample.reference, query, answer if with_answer else None, counts)
-    keys = None
-    if getattr(model, "feature_cache", None) is not None:
-        from depictqa.feature_cache import image_key
+@dataclass
+class SampleEncoder:
+    """Prepared :class:`Sample` (images are [3, H, W] tensors) -> tokenised :class:`Item`.
 
-        keys = [image_key(p) for p in pixels]
-    return Item(encoded, pixels, key=sample.key, task=sample.task, style=sample.style, meta=sample.meta,
-                image_keys=keys)
+    ``tokens_per_image(h, w)``: how many LLM positions an image of that (padded) size takes;
+    ``mean``/``std``: the encoder's pixel statistics (for padding and the image config);
+    ``cache_keys``: also compute content keys for the frozen-encoder feature cache."""
+
+    prompts: PromptBuilder
+    patch_size: int
+    tokens_per_image: Callable[[int, int], int]
+    pad_id: int = 0
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+    cache_keys: bool = False
+
+    def __call__(self, sample: Sample, with_answer: bool = True) -> Item:
+        pixels = [sample.images[k] for k in sample.image_order]
+        counts = [self.tokens_per_image(int(p.shape[-2]), int(p.shape[-1])) for p in pixels]
+        query, answer = sample.conversations[0]["value"], sample.conversations[1]["value"]
+        task = sample.spec
+        encoded = self.prompts.encode(task, task.reference, query, answer if with_answer else None, counts)
+        keys = None
+        if self.cache_keys:
+            from depictqa.feature_cache import image_key
+
+            keys = [image_key(p) for p in pixels]
+        return Item(encoded, pixels, task, key=sample.key, style=sample.style, meta=sample.meta, image_keys=keys)
 
 
 class BatchedStream(IterableDataset):
@@ -65,7 +88,7 @@ class BatchedStream(IterableDataset):
     def _counted(self, batch: Batch, worker: int) -> Batch:
         """Attach this worker's running read/skip counts (the task sums them over workers)."""
         if hasattr(self.items, "stats"):
-            batch.data_stats = {"worker": worker, **self.items.stats}
+            batch.info.data_stats = {"worker": worker, **self.items.stats}
         return batch
 
 
@@ -81,16 +104,23 @@ def _fixed(items: Any, size: int) -> Iterator[list[Item]]:
 
 
 class DepictQADataModule(L.LightningDataModule):
-    def __init__(self, recipe: DictConfig, model: Any, skip_batches: int = 0) -> None:
+    """The recipe's ``data`` block as Lightning dataloaders. ``encoder``: what the pipeline needs of
+    the model (``depictqa.build.sample_encoder(model)``); ``skip_batches``: batches a resumed run
+    has already seen."""
+
+    def __init__(self, recipe: DictConfig, encoder: SampleEncoder, skip_batches: int = 0) -> None:
         super().__init__()
-        self.recipe, self.model, self.skip_batches = recipe, model, skip_batches
+        if not isinstance(encoder, SampleEncoder):
+            raise TypeError(f"DepictQADataModule takes a SampleEncoder (depictqa.build.sample_encoder(model)), "
+                            f"got {type(encoder).__name__}")
+        self.recipe, self.encoder, self.skip_batches = recipe, encoder, skip_batches
         self._train: BatchedStream | None = None
 
     def _image_cfg(self) -> Any:
         from depictqa.data.images import ImageConfig
 
         img = self.recipe.data.image
-        enc = self.model.encoder
+        enc = self.encoder
         return ImageConfig(short_side=img.short_side, max_long_side=img.max_long_side, min_size=img.min_size,
                            crop=tuple(img.crop) if img.crop else None, flip=img.get("flip"),
                            mean=tuple(enc.mean), std=tuple(enc.std), uint8=True)  # the model normalises on its device
@@ -106,12 +136,12 @@ class DepictQADataModule(L.LightningDataModule):
             samples = 10**9
         specs = [SourceSpec(name, OmegaConf.to_container(s.shards) if OmegaConf.is_list(s.shards) else s.shards,
                             float(s.get("weight", 1.0))) for name, s in sources.items()]
-        model = self.model
-        stream = MixedSampleStream(specs, self._image_cfg(), model.patch_size, seed=self.recipe.seed, train=train,
+        enc = self.encoder
+        stream = MixedSampleStream(specs, self._image_cfg(), enc.patch_size, seed=self.recipe.seed, train=train,
                                    resampled=d.resampled if train else False, samples_per_epoch=samples,
-                                   transform=lambda s: sample_to_item(model, s), max_skip_rate=d.max_skip_rate,
+                                   transform=enc, max_skip_rate=d.max_skip_rate,
                                    shuffle_buffer=d.shuffle_buffer if train else 0, rank=rank, world_size=world)
-        return BatchedStream(stream, model.tokenizer.pad_token_id or 0, d.batch_size, d.max_tokens_per_batch,
+        return BatchedStream(stream, enc.pad_id, d.batch_size, d.max_tokens_per_batch,
                              d.packed, skip=self.skip_batches if train else 0)
 
     def train_dataloader(self) -> DataLoader:

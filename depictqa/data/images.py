@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from depictqa.encoders.base import CLIP_MEAN, CLIP_STD
+
 ImageInput = Union[bytes, bytearray, str, os.PathLike, Image.Image, np.ndarray]
 
-CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
 
 # Training flips (``ImageConfig.flip``), each drawn with probability 1/2 per sample: "h" mirrors

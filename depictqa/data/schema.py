@@ -7,32 +7,21 @@ images) or ``img`` (caption data) -- plus a JSON record::
      "conversations": [{"from": "human", "value": ...}, {"from": "gpt", "value": ...}],
      "meta": {... ground truth ...}}
 
-An ``assess`` sample's image is stored under ``a``. The official DepictQA task names
-(``quality_single_A_noref`` ...) are accepted wherever a task is named and mapped by
-:func:`official_task`.
+Which image keys a task needs, in which order, comes from the task table (:mod:`depictqa.tasks`):
+an ``assess`` sample's image is stored under ``a``, a caption's under ``img``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
-Task = Literal["assess", "compare", "caption"]
-TASKS: tuple[str, ...] = ("assess", "compare", "caption")
+from depictqa.tasks import KINDS, TaskSpec, spec
+
+TASKS: tuple[str, ...] = KINDS
 STYLES: tuple[str, ...] = ("single", "brief", "detail", "level", "caption")
 IMAGE_KEYS: tuple[str, ...] = ("ref", "a", "b", "img")
 IMAGE_EXTENSIONS: tuple[str, ...] = ("png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff")
-
-# official task name -> (task, uses a reference, which official image field is the single image)
-OFFICIAL_TASKS: dict[str, tuple[str, bool]] = {
-    "quality_single_A": ("assess", True),
-    "quality_single_B": ("assess", True),
-    "quality_single_A_noref": ("assess", False),
-    "quality_single_B_noref": ("assess", False),
-    "quality_compare": ("compare", True),
-    "quality_compare_noref": ("compare", False),
-    "description": ("caption", False),
-}
 
 
 class SchemaError(ValueError):
@@ -41,24 +30,6 @@ class SchemaError(ValueError):
 
 class RecordParseError(SchemaError):
     """A sample whose JSON record is missing or does not parse (a kind of :class:`SchemaError`)."""
-
-
-def official_task(name: str) -> tuple[str, bool]:
-    """Map an official task name (or one of ours) to ``(task, reference)``."""
-    if name in OFFICIAL_TASKS:
-        return OFFICIAL_TASKS[name]
-    if name in TASKS:
-        return name, False
-    valid = ", ".join([*TASKS, *OFFICIAL_TASKS])
-    raise SchemaError(f"unknown task {name!r}; valid: {valid}")
-
-
-def required_images(task: str, reference: bool) -> tuple[str, ...]:
-    """Image keys a sample of this task must carry, in prompt order."""
-    if task == "caption":
-        return ("img",)
-    names = ("a",) if task == "assess" else ("a", "b")
-    return (("ref",) + names) if reference else names
 
 
 @dataclass
@@ -74,8 +45,13 @@ class Sample:
     images: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def spec(self) -> TaskSpec:
+        """This sample's row of the task table."""
+        return spec(self.task, self.reference)
+
+    @property
     def image_order(self) -> tuple[str, ...]:
-        return required_images(self.task, self.reference)
+        return self.spec.keys
 
     def record(self) -> dict[str, Any]:
         """The JSON record stored beside the images."""
@@ -104,7 +80,7 @@ def validate_record(record: Any, image_keys: set[str] | frozenset[str], where: s
             raise SchemaError(f"{where}: conversations[{i}] must be {{'from': '{want}', 'value': str}}")
     if not isinstance(record.get("meta", {}), Mapping):
         raise SchemaError(f"{where}: 'meta' must be an object")
-    need = set(required_images(task, bool(record.get("reference", False))))
+    need = set(spec(task, bool(record.get("reference", False))).keys)
     missing = need - set(image_keys)
     if missing:
         raise SchemaError(f"{where}: task {task!r} needs image(s) {', '.join(sorted(missing))}")

@@ -4,7 +4,7 @@ Bare labels ("Noise", "Blur and noise", "Image A") and sentences ("The image suf
 blur.", "Therefore, Image B is better.") go through the same two parsers, so training-time
 validation, ``depictqa evaluate`` and the synthetic-data checks all agree on what an answer says.
 
-Labels are returned as the synthetic generator's category names (``CATEGORIES``); a clean answer
+Labels are returned as the labels of the distortion vocabulary (:mod:`depictqa.labels`); a clean answer
 is ``{"None"}`` and an answer naming no distortion at all is the empty set, so "unparseable" and
 "clean" never collapse into one another.
 """
@@ -15,11 +15,10 @@ import re
 from functools import lru_cache
 from typing import Iterable, Literal
 
-CATEGORIES: tuple[str, ...] = (
-    "Blur", "Noise", "Compression", "Brighten", "Darken", "Contrast strengthen", "Contrast weaken",
-    "Saturate strengthen", "Saturate weaken", "Oversharpen", "Pixelate", "Quantization",
-)
-CLEAN = "None"
+from depictqa.labels import CLEAN, LABELS
+
+CATEGORIES: tuple[str, ...] = LABELS
+
 
 # Phrase -> category. Keys are regular expressions over normalised text (lower case, single
 # spaces, no punctuation). Longer phrases are tried first so "overly high brightness" is not read

@@ -1,6 +1,6 @@
 """Rendering evaluation results: a markdown report, PNG figures and a W&B table.
 
-``results`` is the dict :func:`depictqa.eval.command.evaluate` builds, one key per metric
+``results`` is the dict :func:`depictqa.eval.evaluate.evaluate` builds, one key per metric
 (``identification``, ``rating``, ``confidence``, ``correlation``, ``description``, ``baselines``,
 ``matching``). matplotlib runs on the Agg backend so reports render on headless nodes.
 """

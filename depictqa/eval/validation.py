@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from depictqa.data.collate import Batch
+from depictqa.batch import Batch
 from depictqa.eval.metrics import identification_accuracy, rating_accuracy
 from depictqa.eval.records import gt_labels
 from depictqa.prompts import IGNORE
@@ -24,7 +24,8 @@ def prompt_batch(batch: Batch, rows: list[int], pad_id: int) -> Batch:
         answer = (labels != IGNORE).nonzero()
         cut = int(answer[0]) if len(answer) else len(ids)
         pixels = batch.pixels[image_start[i]:image_start[i] + batch.num_images[i]]
-        request = Request(task=batch.tasks[i], reference=False, query="", images={}, key=batch.keys[i])
+        task = batch.tasks[i]
+        request = Request(task=task, reference=task.reference, query="", images={}, key=batch.info.keys[i])
         prepared.append(Prepared(request, ids[:cut].cpu(), mask[:cut].cpu(), list(pixels)))
     return collate_left(prepared, pad_id)
 
@@ -46,16 +47,17 @@ class GenerationValidator:
     @torch.no_grad()
     def __call__(self, task_module: Any, batch: Batch) -> dict[str, float]:
         model = task_module.model
-        rows = [i for i in range(batch.num_samples) if batch.styles[i] == "single" and batch.tasks[i] != "caption"]
+        rows = [i for i in range(batch.num_samples) if batch.info.styles[i] == "single" and batch.tasks[i].quality]
         if not rows:
             return {}
         prompts = prompt_batch(batch, rows, model.tokenizer.pad_token_id or 0).to(batch.input_ids.device)
         ids = model.generate(prompts, max_new_tokens=self.max_new_tokens)
         texts = model.tokenizer.batch_decode(ids, skip_special_tokens=True)
         out: dict[str, float] = {}
-        ident = [(t, gt_labels(batch.meta[i])) for t, i in zip(texts, rows) if batch.tasks[i] == "assess"]
-        rate = [(t, bool(batch.meta[i]["A_better_B"])) for t, i in zip(texts, rows)
-                if batch.tasks[i] == "compare" and batch.meta[i].get("A_better_B") is not None]
+        meta = batch.info.meta
+        ident = [(t, gt_labels(meta[i])) for t, i in zip(texts, rows) if batch.tasks[i].kind == "assess"]
+        rate = [(t, bool(meta[i]["A_better_B"])) for t, i in zip(texts, rows)
+                if batch.tasks[i].kind == "compare" and meta[i].get("A_better_B") is not None]
         if ident:
             out["identification_acc"] = identification_accuracy(*zip(*ident))
         if rate:

@@ -1,6 +1,7 @@
 """Inference: :class:`~depictqa.infer.assessor.Assessor` (assess / compare / describe generate
-answers with confidence; score / prefer read one forward pass) and the ``infer``, ``assess`` and
-``compare`` commands. See ``docs/inference.md``."""
+answers with confidence; score / prefer read one forward pass) and the official-meta runner
+behind the ``infer`` command (:mod:`depictqa.infer.run_meta`; the ``infer``, ``assess`` and
+``compare`` commands themselves live in ``depictqa/commands/``). See ``docs/inference.md``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ __all__ = ["Assessor", "Answer", "Score", "Preference"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so the CLI's command modules (which live here) import without torch-heavy code.
+    # Lazy, so importing depictqa.infer (e.g. for the CLI) loads no torch-heavy code.
     if name == "Assessor":
         from depictqa.infer.assessor import Assessor
 

@@ -19,7 +19,7 @@ from depictqa.data.images import ImageConfig, ImageError
 from depictqa.infer import confidence as C
 from depictqa.infer.batching import Prepared, Request, collate_left, last_token_logits, prepare
 from depictqa.infer.heads import ChoiceHead, choice_head, letter_ids
-from depictqa.infer.results import LEVELS, Answer, Preference, Score, default_query, official_name
+from depictqa.infer.results import LEVELS, Answer, Preference, Score, default_query
 
 R = TypeVar("R")
 _SINGLE_TYPES = (str, bytes, bytearray, os.PathLike, Image.Image, np.ndarray)
@@ -106,7 +106,7 @@ class Assessor:
     def describe(self, image: Any, query: str | None = None, **generation: Any) -> Any:
         """Content caption (the official ``description`` task)."""
         images, single = _as_list(image)
-        out = self.answer([self._request("caption", {"a": im}, "brief", query) for im in images], "brief", **generation)
+        out = self.answer([self._request("caption", {"img": im}, "brief", query) for im in images], "brief", **generation)
         return out[0] if single else out
 
     def _request(self, task: str, images: dict[str, Any], style: str, query: str | None) -> Request:
@@ -122,7 +122,7 @@ class Assessor:
         if temperature:
             sampling.update(do_sample=True, temperature=temperature, top_p=top_p or 1.0)
         return self._run(requests, lambda ps: self._generate(ps, style, max_new_tokens, sampling),
-                         lambda req, err: Answer(task=official_name(req.task, req.reference), error=err, style=style))
+                         lambda req, err: Answer(task=req.spec.official, error=err, style=style))
 
     def _generate(self, prepared: list[Prepared], style: str, max_new_tokens: int,
                   sampling: dict[str, Any]) -> list[Answer]:
@@ -144,11 +144,11 @@ class Assessor:
             ids = seqs[r].tolist()
             n = self._answer_length(ids)
             text = self.tokenizer.decode(ids[:n], skip_special_tokens=True).strip()
-            res = Answer(task=official_name(prep.request.task, prep.request.reference), text=text, style=style,
+            res = Answer(task=prep.request.spec.official, text=text, style=style,
                          num_tokens=n)
             if not C.is_brief(text):
                 detail.append((r, res))
-            elif (prep.request.task == "compare"
+            elif (prep.request.spec.kind == "compare"
                   and (pos := C.letter_position(ids[:n], self._letters, self._decode)) is not None):
                 probs = {"A": 0.0, "B": 0.0}
                 for j, tok in enumerate(letter_list):
@@ -199,10 +199,10 @@ class Assessor:
 
         def forward(prepared: list[Prepared]) -> list[Score]:
             probs = self._choice_probs(prepared)
-            return [Score(task=official_name("assess", p.request.reference), score=float((q * weights).sum()),
+            return [Score(task=p.request.spec.official, score=float((q * weights).sum()),
                           probabilities=dict(zip(LEVELS, q.tolist()))) for p, q in zip(prepared, probs)]
 
-        out = self._run(reqs, forward, lambda req, err: Score(task=official_name("assess", req.reference), error=err))
+        out = self._run(reqs, forward, lambda req, err: Score(task=req.spec.official, error=err))
         return out[0] if single else out
 
     def prefer(self, image_a: Any, image_b: Any, reference: Any = None, query: str | None = None,
@@ -228,13 +228,13 @@ class Assessor:
         def forward(prepared: list[Prepared]) -> list[Preference]:
             out = []
             for p, (q, raw) in zip(prepared, self._choice_probs(prepared, with_raw=True)):
-                out.append(Preference(task=official_name("compare", p.request.reference), p_a=float(q[0]),
+                out.append(Preference(task=p.request.spec.official, p_a=float(q[0]),
                                       probabilities={"A": float(q[0]), "B": float(q[1])},
                                       raw={"A": float(raw[0]), "B": float(raw[1])}))
             return out
 
         res = self._run(reqs, forward,
-                        lambda req, err: Preference(task=official_name("compare", req.reference), error=err))
+                        lambda req, err: Preference(task=req.spec.official, error=err))
         if both_orders:
             res = [_combine(ab, ba) for ab, ba in zip(res[0::2], res[1::2])]
         return res[0] if single else res
@@ -242,7 +242,7 @@ class Assessor:
     def _head(self, task: str, req: Request, answers: tuple[str, ...]) -> ChoiceHead:
         key = (task, req.reference, req.query, answers)
         if key not in self._heads:
-            slots = (1 if task == "assess" else 2) + int(req.reference)
+            slots = len(req.spec.slots)
             self._heads[key] = choice_head(self.model.prompts, task, req.reference, req.query, answers, slots)
         return self._heads[key]
 

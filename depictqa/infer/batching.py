@@ -13,27 +13,33 @@ from typing import Any, Sequence
 
 import torch
 
-from depictqa.data.collate import Batch
+from depictqa.batch import Batch, BatchInfo
 from depictqa.data.images import ImageConfig, ImageInput, load_image, prepare_images
-from depictqa.data.schema import required_images
 from depictqa.prompts import IGNORE
+from depictqa.tasks import TaskSpec, spec
 
 
 @dataclass
 class Request:
-    """One question about one image group. ``images``: image key (``ref``/``a``/``b``) -> input.
+    """One question about one image group. ``images``: image key of the task table (``ref``, ``a``,
+    ``b``; ``img`` for a caption) -> input.
 
     ``answer_prefix``: token ids teacher-forced after the prompt (score/prefer read the next-token
     distribution there over ``choices``); empty for free generation.
     """
 
-    task: str  # assess | compare | caption
+    task: str | TaskSpec  # assess | compare | caption, an official task name, or a table row
     reference: bool
     query: str
     images: dict[str, ImageInput]
     answer_prefix: list[int] = field(default_factory=list)
     choices: tuple[int, ...] = ()  # candidate answer token ids read after the prefix (score/prefer)
     key: str = ""
+
+    @property
+    def spec(self) -> TaskSpec:
+        """This request's row of the task table."""
+        return spec(self.task, self.reference)
 
 
 @dataclass
@@ -46,25 +52,18 @@ class Prepared:
     pixels: list[torch.Tensor]
 
 
-def image_slot_keys(task: str, reference: bool) -> tuple[str, ...]:
-    """Image keys in prompt order; a caption image travels under ``a`` like an assessed image."""
-    keys = required_images(task, reference)
-    return tuple("a" if k == "img" else k for k in keys)
-
-
 def prepare(model: Any, request: Request, cfg: ImageConfig) -> Prepared:
     """Decode, resize and tokenise one request. Raises ``ImageError`` naming the bad image."""
-    keys = image_slot_keys(request.task, request.reference)
+    task = request.spec
+    keys = task.keys
     missing = [k for k in keys if request.images.get(k) is None]
     if missing:
-        raise ValueError(f"{request.key or request.task}: task {request.task!r} "
-                         f"(reference={request.reference}) needs image(s) {', '.join(missing)}")
+        raise ValueError(f"{request.key or request.task}: task {task.official!r} needs image(s) {', '.join(missing)}")
     images = {k: load_image(request.images[k], _where(request.images[k], k), cfg.max_pixels) for k in keys}
     pixels = prepare_images(images, cfg, model.patch_size)
     ordered = [pixels[k] for k in keys]
     counts = [model.image_tokens(p.shape[-2], p.shape[-1]) for p in ordered]
-    task = "caption" if request.task == "caption" else request.task
-    enc = model.prompts.encode(task, request.reference, request.query, None, counts)
+    enc = model.prompts.encode(task, task.reference, request.query, None, counts)
     ids, mask = enc.input_ids, enc.image_mask
     if request.answer_prefix:
         prefix = torch.tensor(request.answer_prefix, dtype=torch.long)
@@ -98,9 +97,8 @@ def collate_left(prepared: Sequence[Prepared], pad_id: int) -> Batch:
         sample_ids[r, length - n:] = r
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     return Batch(input_ids, image_mask, torch.full(shape, IGNORE, dtype=torch.long), position_ids, sample_ids,
-                 attention_mask, pixels=[px for p in prepared for px in p.pixels], num_samples=len(prepared),
-                 keys=[p.request.key for p in prepared], tasks=[p.request.task for p in prepared],
-                 num_images=[len(p.pixels) for p in prepared])
+                 attention_mask, pixels=[px for p in prepared for px in p.pixels],
+                 tasks=[p.request.spec for p in prepared], info=BatchInfo(keys=[p.request.key for p in prepared]))
 
 
 def last_token_logits(model: Any, batch: Batch) -> torch.Tensor:

@@ -16,19 +16,11 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from depictqa.data.schema import OFFICIAL_TASKS
 from depictqa.infer.batching import Request
+from depictqa.tasks import OFFICIAL, OFFICIAL_FIELDS
 
 # official task -> meta field of each image key in prompt order
-FIELDS: dict[str, dict[str, str]] = {
-    "quality_compare": {"ref": "image_ref", "a": "image_A", "b": "image_B"},
-    "quality_compare_noref": {"a": "image_A", "b": "image_B"},
-    "quality_single_A": {"ref": "image_ref", "a": "image_A"},
-    "quality_single_A_noref": {"a": "image_A"},
-    "quality_single_B": {"ref": "image_ref", "a": "image_B"},
-    "quality_single_B_noref": {"a": "image_B"},
-    "description": {"a": "image"},
-}
+FIELDS: dict[str, dict[str, str]] = OFFICIAL_FIELDS
 HEADER = "_run"
 
 
@@ -39,7 +31,7 @@ class MetaError(ValueError):
 def read_meta(path: str | Path, task: str) -> list[dict[str, Any]]:
     """Load and check the meta list: unique ids, and every image field the task needs present."""
     if task not in FIELDS:
-        raise MetaError(f"unknown task {task!r}; valid: {', '.join(OFFICIAL_TASKS)}")
+        raise MetaError(f"unknown task {task!r}; valid: {', '.join(OFFICIAL)}")
     path = Path(path)
     if not path.is_file():
         raise MetaError(f"meta file {path} does not exist")
@@ -59,7 +51,7 @@ def read_meta(path: str | Path, task: str) -> list[dict[str, Any]]:
         seen.add(eid)
         fields = dict(FIELDS[task])
         if task == "description" and "image" not in entry:
-            fields["a"] = "image_A"  # description metas name their image either way
+            fields["img"] = "image_A"  # description metas name their image either way
         missing = [f for f in fields.values() if not entry.get(f)]
         if missing:
             raise MetaError(f"{path}: id {eid!r} does not fit task {task}: no {', '.join(missing)}")
@@ -68,10 +60,10 @@ def read_meta(path: str | Path, task: str) -> list[dict[str, Any]]:
 
 def to_request(entry: dict[str, Any], task: str, root: Path, query: str | None) -> Request:
     """Meta entry -> :class:`Request` (paths resolved against ``root``)."""
-    kind, reference = OFFICIAL_TASKS[task]
+    kind, reference = OFFICIAL[task]
     fields = dict(FIELDS[task])
     if task == "description" and "image" not in entry:
-        fields["a"] = "image_A"
+        fields["img"] = "image_A"
     images = {key: root / str(entry[f]) for key, f in fields.items()}
     return Request(kind, reference, query or str(entry.get("query") or ""), images, key=str(entry["id"]))
 

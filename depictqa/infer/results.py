@@ -47,14 +47,6 @@ def default_query(task: str, style: str, reference: bool) -> str:
     return query + SINGLE_WORD if key[1] == "single" else query
 
 
-def official_name(task: str, reference: bool) -> str:
-    """Our (task, reference) -> the official task name recorded in results."""
-    if task == "caption":
-        return "description"
-    base = "quality_compare" if task == "compare" else "quality_single_A"
-    return base if reference else base + "_noref"
-
-
 @dataclass
 class _Result:
     task: str = ""

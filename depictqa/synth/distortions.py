@@ -14,28 +14,16 @@ from functools import lru_cache
 
 import numpy as np
 
+from depictqa.labels import CLEAN, DISTORTIONS
 from depictqa.synth import ops_blur_noise as bn
 from depictqa.synth import ops_color as oc
 
 SEVERITIES = (1, 2, 3, 4, 5)
 SEVERITY_WORDS = {1: "slight", 2: "moderate", 3: "obvious", 4: "serious", 5: "catastrophic"}
 
-# category -> (canonical label used by `single` answers and evaluation, user-facing phrase).
-CATEGORIES: dict[str, tuple[str, str]] = {
-    "blur": ("Blur", "blur"),
-    "noise": ("Noise", "noise"),
-    "compression": ("Compression", "compression artifacts"),
-    "brighten": ("Brighten", "overly high brightness"),
-    "darken": ("Darken", "insufficient brightness"),
-    "contrast_strengthen": ("Contrast strengthen", "overly high contrast"),
-    "contrast_weaken": ("Contrast weaken", "insufficient contrast"),
-    "saturate_strengthen": ("Saturate strengthen", "overly high saturation"),
-    "saturate_weaken": ("Saturate weaken", "insufficient saturation"),
-    "oversharpen": ("Oversharpen", "oversharpening"),
-    "pixelate": ("Pixelate", "pixelation"),
-    "quantization": ("Quantization", "color quantization"),
-}
-CLEAN_LABEL = "None"
+# category -> (canonical label used by `single` answers and evaluation, user-facing phrase)
+CATEGORIES: dict[str, tuple[str, str]] = DISTORTIONS
+CLEAN_LABEL = CLEAN
 
 # Categories whose severity-1 effect is invisible without a reference (dropped from NR tests).
 SUBTLE_AT_SEVERITY_1 = frozenset({"brighten", "darken", "contrast_strengthen", "contrast_weaken",

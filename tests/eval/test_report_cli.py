@@ -8,7 +8,7 @@ from depictqa.cli import main
 from depictqa.data.schema import Sample
 from depictqa.data.shards import write_shards
 from depictqa.eval import check_leakage, load_ground_truth, log_to_wandb, write_report
-from depictqa.eval.command import evaluate
+from depictqa.eval.evaluate import evaluate
 
 
 def _predictions(path, records):

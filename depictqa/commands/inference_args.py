@@ -1,4 +1,4 @@
-"""Arguments and helpers shared by ``depictqa infer``, ``assess`` and ``compare``.
+"""Arguments and helpers shared by ``depictqa infer``, ``assess`` and ``compare`` (see depictqa/cli.py).
 
 Only the standard library is imported at module level, so ``depictqa --help`` stays instant.
 """
@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from depictqa.commands.common import fail
 
 STYLES = ("single", "brief", "detail")
 
@@ -69,8 +70,7 @@ def load_assessor(args: argparse.Namespace, batch_size: int = 8) -> Any:
 def print_answer(result: Any, as_json: bool) -> int:
     """Print an :class:`Answer`; an error result goes to stderr with exit code 2."""
     if result.error:
-        print(f"depictqa: error: {result.error}", file=sys.stderr)
-        return 2
+        return fail(result.error)
     if as_json:
         print(json.dumps(result.to_dict(), indent=1))
         return 0
@@ -85,10 +85,7 @@ def print_answer(result: Any, as_json: bool) -> int:
 
 def open_assessor(args: argparse.Namespace, images: list[tuple[str, str | None]]) -> tuple[Any, int]:
     """Check the image paths and options, load the checkpoint: ``(assessor, 0)`` or ``(None, exit code)``."""
-    from pathlib import Path
-
     from depictqa.checkpoint import CheckpointError
-    from depictqa.commands.common import fail
 
     for name, path in images:
         if path is not None and not Path(path).is_file():

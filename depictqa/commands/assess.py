@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from depictqa.infer.cli_common import add_generation_arguments, add_model_arguments, generation_kwargs, open_assessor, print_answer
+from depictqa.commands.inference_args import (add_generation_arguments, add_model_arguments, generation_kwargs,
+                                              open_assessor, print_answer)
 
 HELP = "Assess one image's quality (distortions, severity) with a trained checkpoint."
 EXAMPLES = """  depictqa assess photo.jpg --ckpt runs/tiny/checkpoints/last

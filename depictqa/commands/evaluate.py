@@ -7,8 +7,9 @@ import math
 import sys
 from typing import Any
 
+from depictqa.eval.evaluate import METRICS, evaluate  # light: metrics import their libraries when called
+
 HELP = "Evaluate predictions (accuracy, calibration, SRCC/PLCC, text), FR baselines, leakage."
-METRICS = ("identification", "rating", "confidence", "correlation", "description")
 EXAMPLES = """\
   depictqa evaluate --pred answers.json --gt test.json --metric identification confidence
   depictqa evaluate --pred answers.jsonl --gt test.json --metric all --out reports/run1
@@ -30,32 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", nargs="+", help="training shards (paths or brace patterns)")
     parser.add_argument("--no-embeddings", action="store_true",
                         help="skip the sentence-embedding similarity of detailed answers")
-
-
-def evaluate(pairs: list[tuple[dict[str, Any], dict[str, Any]]], ground_truth: list[dict[str, Any]],
-             metrics: list[str], use_embeddings: bool = True) -> dict[str, Any]:
-    """Compute the named metrics on matched pairs; returns ``{metric: result dict}``."""
-    from depictqa.eval import correlation as corr
-    from depictqa.eval import description as desc
-    from depictqa.eval import metrics as m
-
-    results: dict[str, Any] = {}
-    ident = rate = None
-    if "identification" in metrics or "confidence" in metrics:
-        ident = m.identification(pairs)
-    if "rating" in metrics or "confidence" in metrics:
-        rate = m.rating(pairs)
-    if "identification" in metrics:
-        results["identification"] = ident
-    if "rating" in metrics:
-        results["rating"] = rate
-    if "confidence" in metrics:
-        results["confidence"] = m.confidence((ident or {}).get("items", []) + (rate or {}).get("items", []))
-    if "correlation" in metrics:
-        results["correlation"] = corr.correlation(pairs, ground_truth)
-    if "description" in metrics:
-        results["description"] = desc.description(pairs, use_embeddings=use_embeddings)
-    return results
 
 
 def _fail(message: str) -> int:
