@@ -51,17 +51,25 @@ def test_fit_learns_and_writes_checkpoints(shards, tmp_path):
     assert best["val/rating_acc"] == max(acc)
 
 
-def test_resume_continues_exactly(shards, tmp_path):
+PLUG_INS = ("objectives=[{name: distortion, weight: 1.0}]", "model.conditioners=[{name: relative-stats}]")
+
+
+@pytest.mark.parametrize("extra", [(), PLUG_INS], ids=["plain", "objective+conditioner"])
+def test_resume_continues_exactly(shards, tmp_path, extra):
     from depictqa.train import fit
 
-    straight = fit(recipe_for(shards, tmp_path / "a"))
+    straight = fit(recipe_for(shards, tmp_path / "a", *extra))
     # The same run stopped after 3 steps (its step-3 checkpoint written), then resumed to 6.
-    fit(recipe_for(shards, tmp_path / "b"), callbacks=[_StopAt(3)])
+    fit(recipe_for(shards, tmp_path / "b", *extra), callbacks=[_StopAt(3)])
     assert (tmp_path / "b/checkpoints/step-0000003").is_dir()
-    resumed = fit(recipe_for(shards, tmp_path / "b"), resume=tmp_path / "b/checkpoints/step-0000003")
+    resumed = fit(recipe_for(shards, tmp_path / "b", *extra), resume=tmp_path / "b/checkpoints/step-0000003")
     a = load_file(str(straight / "trainable.safetensors"))
     b = load_file(str(resumed / "trainable.safetensors"))
     assert a.keys() == b.keys()
+    if extra:  # the objective's weights are training state: under state/, resumed like the rest
+        assert any(k.startswith("conditioners.") for k in a) and not any(k.startswith("objectives") for k in a)
+        a.update({f"objective.{k}": v for k, v in load_file(str(straight / "state/objectives.safetensors")).items()})
+        b.update({f"objective.{k}": v for k, v in load_file(str(resumed / "state/objectives.safetensors")).items()})
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
     start = load_file(str(tmp_path / "b/checkpoints/step-0000003/trainable.safetensors"))
