@@ -3,10 +3,16 @@
 Lightning's own checkpoints are pickles; ours are safetensors + JSON: the trainable weights, the
 PEFT adapter, the recipe, and under ``state/`` the optimiser tensors, scheduler and loop counters
 and the RNG states, enough for ``depictqa fit --resume DIR`` to continue the run exactly.
+
+Nothing is written in place: a checkpoint is written to a hidden folder beside its final name,
+flushed to disk, then renamed (an atomic step on one file system); ``last`` is a symbolic link
+swapped atomically to the newest step, and ``best`` a copy swapped in the same way. A process
+killed at any instant leaves every ``step-*``, ``last`` and ``best`` complete.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -88,11 +94,16 @@ class DepictQACheckpoint(L.Callback):
             self.best = value
             target = self.save(trainer, pl_module)
             if trainer.is_global_zero:
-                best = self.dirpath / "best"
-                if best.exists():
-                    shutil.rmtree(best)
-                shutil.copytree(target, best)
-                (best / "best.json").write_text(f'{{"{self.monitor}": {value}, "step": {trainer.global_step}}}')
+                # A copy (the step folder may be pruned later) under its own name, then the link swapped.
+                staging, copy = self.dirpath / ".best.tmp", self.dirpath / f".best-{target.name}"
+                shutil.rmtree(staging, ignore_errors=True)
+                shutil.copytree(target, staging)
+                (staging / "best.json").write_text(f'{{"{self.monitor}": {value}, "step": {trainer.global_step}}}')
+                publish(staging, copy)
+                point_link(self.dirpath / "best", copy)
+                for old in self.dirpath.glob(".best-step-*"):
+                    if old != copy:
+                        shutil.rmtree(old)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         step = trainer.global_step
@@ -102,6 +113,15 @@ class DepictQACheckpoint(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_step != getattr(self, "_last_saved", None):
             self.save(trainer, pl_module)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """SIGTERM (a scheduler's warning before the kill) and Ctrl-C keep the steps done so far.
+        Other exceptions save nothing: the state they leave may be what went wrong."""
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, (SIGTERMException, KeyboardInterrupt)) and trainer.global_step:
+            if trainer.global_step != getattr(self, "_last_saved", None):
+                self.save(trainer, pl_module)
 
     def save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
         step = trainer.global_step
@@ -115,21 +135,70 @@ class DepictQACheckpoint(L.Callback):
             objectives = gather_module(getattr(pl_module, "objectives", torch.nn.ModuleList()), root)
             tensors, info = optimizer_tensors(trainer.optimizers[0], root)
         if trainer.is_global_zero:
-            save_pretrained(pl_module.model, pl_module.recipe, target, weights=weights)
-            save_objectives(target, objectives)
+            staging = self.dirpath / f".{target.name}.tmp"
+            shutil.rmtree(staging, ignore_errors=True)
+            save_pretrained(pl_module.model, pl_module.recipe, staging, weights=weights)
+            save_objectives(staging, objectives)
             tensors["rng.torch"] = torch.get_rng_state()
-            info.update(global_step=step, epoch=trainer.current_epoch,
+            elapsed = pl_module.elapsed_seconds() if hasattr(pl_module, "elapsed_seconds") else None
+            info.update(global_step=step, epoch=trainer.current_epoch, elapsed_seconds=elapsed,
                         scheduler=_json_safe(trainer.lr_scheduler_configs[0].scheduler.state_dict()))
-            save_state(target, tensors, info)
-            last = self.dirpath / "last"
-            if last.exists():
-                shutil.rmtree(last)
-            shutil.copytree(target, last)
+            save_state(staging, tensors, info)
+            publish(staging, target)
+            point_link(self.dirpath / "last", target)
             steps = sorted(self.dirpath.glob("step-*"))
             for old in steps[:-self.keep] if self.keep else []:
-                shutil.rmtree(old)
+                if old != target:
+                    shutil.rmtree(old)
         trainer.strategy.barrier()
         return target
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file below ``root`` and the folders holding them to disk."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(folder)
+
+
+def _fsync_dir(folder: str | Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(staging: Path, target: Path) -> None:
+    """Move the finished folder ``staging`` to ``target``, replacing an older ``target``, so that
+    ``target`` is at every instant either the old complete folder or the new one (or, the first
+    time, absent)."""
+    _fsync_tree(staging)
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    if target.exists():
+        retired = target.with_name(f".{target.name}.old")
+        shutil.rmtree(retired, ignore_errors=True)
+        os.replace(target, retired)  # a folder cannot be renamed over a non-empty one
+        os.replace(staging, target)
+        shutil.rmtree(retired)
+    else:
+        os.replace(staging, target)
+    _fsync_dir(target.parent)
+
+
+def point_link(link: Path, target: Path) -> None:
+    """Make ``link`` a relative symbolic link to ``target`` (a sibling), swapped atomically."""
+    staging = link.with_name(f".{link.name}.tmp")
+    if staging.is_symlink() or staging.exists():
+        staging.unlink()
+    staging.symlink_to(target.name)
+    if link.is_dir() and not link.is_symlink():  # a run written before ``last`` became a link
+        shutil.rmtree(link)
+    os.replace(staging, link)
+    _fsync_dir(link.parent)
 
 
 def _json_safe(state: dict[str, Any]) -> dict[str, Any]:

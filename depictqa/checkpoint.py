@@ -132,15 +132,25 @@ def save_pretrained(model: DepictQAModel, recipe: DictConfig, directory: str | o
 
 
 def load_pretrained(directory: str | os.PathLike, device: str | torch.device | None = None,
-                    overrides: list[str] | None = None) -> DepictQAModel:
-    """Rebuild the model from a checkpoint directory (safetensors and JSON only)."""
+                    overrides: list[str] | None = None, trust_remote_code: bool = False) -> DepictQAModel:
+    """Rebuild the model from a checkpoint directory (safetensors and JSON only).
+
+    A checkpoint's recipe that asks for ``trust_remote_code`` (Python files shipped with a model
+    folder) is refused unless the caller passes ``trust_remote_code=True`` (``--trust-remote-code``
+    on the command line): loading a checkpoint someone handed you must not run their code."""
     ckpt = Path(directory)
     if not (ckpt / RECIPE).is_file() or not (ckpt / WEIGHTS).is_file():
         raise CheckpointError(f"{directory} is not a depictqa checkpoint (needs {RECIPE} and {WEIGHTS})")
     extra = list(overrides or [])
     if (ckpt / TOKENIZER).is_dir():
         extra.append(f"model.llm.tokenizer={(ckpt / TOKENIZER).resolve()}")
-    recipe = load_recipe(ckpt / RECIPE, overrides=extra)
+    _check_remote_code(ckpt, trust_remote_code)
+    from depictqa.config import RecipeError
+
+    try:
+        recipe = load_recipe(ckpt / RECIPE, overrides=extra)
+    except RecipeError as err:
+        raise CheckpointError(f"{ckpt / RECIPE} does not load: {err}") from None
     from depictqa.build import build_model
 
     model = build_model(recipe)
@@ -149,10 +159,52 @@ def load_pretrained(directory: str | os.PathLike, device: str | torch.device | N
     return model.to(device) if device is not None else model
 
 
-def load_trainable(model: DepictQAModel, ckpt: Path) -> None:
-    from safetensors.torch import load_file
+def _check_remote_code(ckpt: Path, trusted: bool) -> None:
+    """Refuse (or, when trusted, warn about) a checkpoint recipe that turns on trust_remote_code."""
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(ckpt / RECIPE), resolve=False)
+    except Exception as err:  # yaml raises its own types
+        raise CheckpointError(f"{ckpt / RECIPE} is not valid YAML ({type(err).__name__})") from None
+    where = [k for k, v in _flat(raw) if k.split(".")[-1] == "trust_remote_code" and v not in (False, None, "false")]
+    if not where:
+        return
+    if not trusted:
+        raise CheckpointError(f"{ckpt / RECIPE} sets {', '.join(where)}: loading it would run Python code shipped with "
+                              "its model folder; pass trust_remote_code=True (--trust-remote-code) only if you trust it")
+    import warnings
 
-    weights = _renamed(load_file(str(ckpt / WEIGHTS)))
+    paths = [str(v) for k, v in _flat(raw) if k.endswith(".path") and isinstance(v, str)]
+    warnings.warn(f"{ckpt}: running remote code as its recipe asks ({', '.join(where)}; code: "
+                  f"{', '.join(_remote_code_files(paths)) or 'none found in ' + (', '.join(paths) or 'any named folder')})",
+                  UserWarning, stacklevel=3)
+
+
+def _remote_code_files(folders: list[str]) -> list[str]:
+    """The Python files a model folder's ``config.json`` ``auto_map`` points at."""
+    files = []
+    for folder in folders:
+        config = Path(folder) / "config.json"
+        try:
+            auto_map = json.loads(config.read_text()).get("auto_map", {}) if config.is_file() else {}
+        except ValueError:
+            continue
+        for ref in auto_map.values():
+            for item in ref if isinstance(ref, list) else [ref]:
+                if isinstance(item, str) and "." in item:
+                    files.append(str(Path(folder) / (item.split("--")[-1].rsplit(".", 1)[0] + ".py")))
+    return sorted(set(files))
+
+
+def _flat(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(d, dict):
+        return [kv for k, v in d.items() for kv in _flat(v, f"{prefix}{k}.")]
+    if isinstance(d, list):
+        return [kv for i, v in enumerate(d) for kv in _flat(v, f"{prefix}{i}.")]
+    return [(prefix[:-1], d)]
+
+
+def load_trainable(model: DepictQAModel, ckpt: Path) -> None:
+    weights = _renamed(_read_safetensors(ckpt / WEIGHTS))
     missing = set(model.trainable_state_dict()) - set(weights) - _lora_names(model)
     if missing:
         raise CheckpointError(f"{ckpt}: {WEIGHTS} lacks {len(missing)} trainable tensor(s), e.g. {sorted(missing)[0]}")
@@ -163,10 +215,34 @@ def load_trainable(model: DepictQAModel, ckpt: Path) -> None:
         adapter = ckpt / ADAPTER / "adapter_model.safetensors"
         if not adapter.is_file():
             raise CheckpointError(f"{ckpt / ADAPTER} has no adapter_model.safetensors")
-        result = set_peft_model_state_dict(model.llm.model, load_file(str(adapter)))
+        result = set_peft_model_state_dict(model.llm.model, _read_safetensors(adapter))
         unexpected = getattr(result, "unexpected_keys", [])
         if unexpected:
             raise CheckpointError(f"{adapter}: adapter keys do not fit the model, e.g. {unexpected[0]}")
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file, or :class:`CheckpointError` naming it when it is cut short or not one."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types (and OSError)
+        raise CheckpointError(f"{path} is damaged or not a safetensors file ({type(err).__name__}: {err})") from None
+
+
+def fingerprint(directory: str | os.PathLike) -> str:
+    """A short hash of a checkpoint's weights (``trainable.safetensors`` and the adapter), to tell
+    two checkpoints apart whatever their folder is called."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=12)
+    for path in (Path(directory) / WEIGHTS, Path(directory) / ADAPTER / "adapter_model.safetensors"):
+        if path.is_file():
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _renamed(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -194,8 +270,6 @@ def save_objectives(directory: str | os.PathLike, weights: dict[str, torch.Tenso
 def load_objectives(objectives: torch.nn.Module, directory: str | os.PathLike) -> None:
     """Restore the objectives saved by :func:`save_objectives` (strict: a recipe whose objectives
     differ from the checkpoint's is refused, naming a tensor)."""
-    from safetensors.torch import load_file
-
     path = Path(directory) / STATE / OBJECTIVES
     wanted = objectives.state_dict()
     if not wanted:
@@ -203,7 +277,7 @@ def load_objectives(objectives: torch.nn.Module, directory: str | os.PathLike) -
     if not path.is_file():
         raise CheckpointError(f"{directory}: the recipe has training objectives but the checkpoint holds none "
                               f"({STATE}/{OBJECTIVES})")
-    got = load_file(str(path))
+    got = _read_safetensors(path)
     missing, extra = sorted(set(wanted) - set(got)), sorted(set(got) - set(wanted))
     shapes = sorted(k for k in set(wanted) & set(got) if wanted[k].shape != got[k].shape)
     if missing or extra or shapes:
@@ -227,12 +301,50 @@ def save_state(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], i
 
 
 def load_state(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    from safetensors.torch import load_file
-
     state = Path(directory) / STATE
     if not (state / "trainer.json").is_file():
         raise CheckpointError(f"{directory} holds no training state to resume from ({STATE}/trainer.json)")
-    return load_file(str(state / "optimizer.safetensors")), json.loads((state / "trainer.json").read_text())
+    try:
+        info = json.loads((state / "trainer.json").read_text())
+    except ValueError:
+        raise CheckpointError(f"{state / 'trainer.json'} is damaged (not JSON)") from None
+    return _read_safetensors(state / "optimizer.safetensors"), info
+
+
+def check_complete(directory: str | os.PathLike) -> None:
+    """Raise :class:`CheckpointError` unless ``directory`` holds a whole resumable checkpoint (every
+    file present and readable); the message names the newest complete checkpoint beside it."""
+    ckpt = Path(directory)
+    problem = _damage(ckpt)
+    if problem is None:
+        return
+    siblings = sorted((p for p in ckpt.resolve().parent.glob("step-*") if p.resolve() != ckpt.resolve()), reverse=True)
+    good = next((p for p in siblings if _damage(p) is None), None)
+    hint = f"; the newest complete checkpoint beside it is {good}" if good else ""
+    raise CheckpointError(f"{directory} cannot be resumed: {problem}{hint}")
+
+
+def _damage(ckpt: Path) -> str | None:
+    """What is missing or unreadable in a resumable checkpoint, or None."""
+    from safetensors import safe_open
+
+    if not ckpt.is_dir():
+        return "no such folder"
+    for name in (RECIPE, WEIGHTS, f"{STATE}/trainer.json", f"{STATE}/optimizer.safetensors"):
+        path = ckpt / name
+        if not path.is_file():
+            return f"{name} is missing"
+        try:
+            if name.endswith(".safetensors"):
+                with safe_open(str(path), "pt") as f:
+                    list(f.keys())
+            elif name.endswith(".json"):
+                json.loads(path.read_text())
+            else:
+                OmegaConf.load(path)
+        except Exception as err:  # safetensors, json and yaml raise their own types
+            return f"{name} is damaged ({type(err).__name__})"
+    return None
 
 
 def recipe_of(directory: str | os.PathLike) -> DictConfig:

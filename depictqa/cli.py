@@ -50,7 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # argparse ends a variadic positional at the first option: `fit R --resume D key=val` leaves
+        # key=val over. Recipe overrides may come after options; anything else is an error.
+        overrides = all("=" in e and not e.startswith("-") for e in extra)
+        if not overrides or not isinstance(getattr(args, "recipe", None), list):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.recipe += extra
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

@@ -60,6 +60,9 @@ class DepictQATask(L.LightningModule):
         self.objective_weights = [float(weight) for _, weight, _ in objectives]
         self.objectives = torch.nn.ModuleList([objective for _, _, objective in objectives])
         self._resume_state = resume_state
+        # training seconds of the run before this process (a resumed run continues its clock)
+        self.elapsed_before = float(resume_state[1].get("elapsed_seconds") or 0.0) if resume_state else 0.0
+        self._clock_start: float | None = None
         self.validators: list[Any] = []  # callables (task, batch) -> dict of metrics, see depictqa.eval
         self.data_stats: dict[int, dict[str, Any]] = {}  # DataLoader worker -> its latest running counts
 
@@ -140,10 +143,10 @@ class DepictQATask(L.LightningModule):
         if budget:
             # Under a wall-clock budget the run may stop long before max_steps: decay by whichever
             # of steps or time is further along, so the LR has annealed when time runs out.
-            start, seconds = time.monotonic(), 60.0 * budget
+            seconds = 60.0 * budget
 
             def factor(s: int) -> float:
-                frac = max(s / max(1, total), (time.monotonic() - start) / seconds)
+                frac = max(s / max(1, total), self.elapsed_seconds() / seconds)
                 return lr_lambda(int(frac * total), total, warmup, o.schedule, o.min_lr_ratio)
         else:
             def factor(s: int) -> float:
@@ -188,7 +191,14 @@ class DepictQATask(L.LightningModule):
         self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val,
                             gradient_clip_algorithm=gradient_clip_algorithm)
 
+    def elapsed_seconds(self) -> float:
+        """Training time of this run so far, including that of the processes it resumed from."""
+        if self._clock_start is None:
+            self._clock_start = time.monotonic()
+        return self.elapsed_before + time.monotonic() - self._clock_start
+
     def on_train_start(self) -> None:
+        self.elapsed_seconds()  # the clock starts with training, not when the task was built
         if self._resume_state is None:
             return
         from depictqa.callbacks import restore_training_state

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -63,7 +65,10 @@ def make_logger(recipe: DictConfig) -> Any:
     return logger
 
 
-def make_trainer(recipe: DictConfig, model: torch.nn.Module, callbacks: Sequence[Any] = ()) -> Any:
+def make_trainer(recipe: DictConfig, model: torch.nn.Module, callbacks: Sequence[Any] = (),
+                 elapsed_seconds: float = 0.0) -> Any:
+    """The Trainer a recipe describes; ``elapsed_seconds``: training time a resumed run already
+    spent of ``trainer.max_minutes``."""
     import lightning as L
 
     from depictqa.callbacks import DepictQACheckpoint, EpochSeeder
@@ -75,7 +80,8 @@ def make_trainer(recipe: DictConfig, model: torch.nn.Module, callbacks: Sequence
     has_val = bool(recipe.data.val)
     return L.Trainer(
         max_steps=t.max_steps, max_epochs=t.max_epochs,
-        max_time={"seconds": int(60 * t.max_minutes)} if t.max_minutes else None, accelerator=t.accelerator, devices=t.devices,
+        max_time={"seconds": max(1, int(60 * t.max_minutes - elapsed_seconds))} if t.max_minutes else None,
+        accelerator=t.accelerator, devices=t.devices,
         num_nodes=t.num_nodes, strategy=make_strategy(recipe, model), precision=precision_for(recipe),
         accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
         gradient_clip_val=recipe.optim.grad_clip if recipe.trainer.strategy not in ("fsdp", "fsdp2") else None,
@@ -86,18 +92,27 @@ def make_trainer(recipe: DictConfig, model: torch.nn.Module, callbacks: Sequence
         enable_checkpointing=False, default_root_dir=recipe.out_dir, use_distributed_sampler=False)
 
 
-def fit(recipe: DictConfig, resume: str | Path | None = None, callbacks: Sequence[Any] = ()) -> Path:
-    """Train; returns the final checkpoint directory (``out_dir/checkpoints/last``)."""
+def fit(recipe: DictConfig, resume: str | Path | None = None, callbacks: Sequence[Any] = (),
+        overwrite: bool = False) -> Path:
+    """Train; returns the final checkpoint directory (``out_dir/checkpoints/last``).
+
+    An ``out_dir`` that already holds another run's checkpoints is refused unless ``resume`` names
+    one of them or ``overwrite`` is set (which deletes them first). A run stopped by SIGTERM (as
+    cluster schedulers send before killing) or Ctrl-C saves a checkpoint and exits non-zero."""
     import lightning as L
 
     from depictqa.build import build_model, sample_encoder
-    from depictqa.checkpoint import TOKENIZER, load_objectives, load_state, load_trainable, recipe_of
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from depictqa.checkpoint import TOKENIZER, check_complete, load_objectives, load_state, load_trainable, recipe_of
     from depictqa.data.datamodule import DepictQADataModule
     from depictqa.task import DepictQATask
 
+    _claim_out_dir(Path(recipe.out_dir) / "checkpoints", resume, overwrite)
     resume_state = None
     build_recipe = recipe
     if resume is not None:
+        check_complete(resume)
         changes = diff(recipe_of(resume), recipe)
         if changes:
             raise RecipeError(f"--resume {resume}: the recipe differs from the run's:\n  " + "\n  ".join(changes))
@@ -125,6 +140,29 @@ def fit(recipe: DictConfig, resume: str | Path | None = None, callbacks: Sequenc
         # torch's own pytree deprecation, raised from inside Lightning on every batch transfer
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                                 category=FutureWarning)
-        trainer = make_trainer(recipe, model, callbacks)
-        trainer.fit(task, datamodule=datamodule)
+        trainer = make_trainer(recipe, model, callbacks, elapsed_seconds=task.elapsed_before)
+        try:
+            trainer.fit(task, datamodule=datamodule)
+        except SIGTERMException:
+            # Lightning raises this (a SystemExit, code 0) after our checkpoint callback has saved.
+            print(f"depictqa fit: stopped by SIGTERM after step {trainer.global_step}; "
+                  f"continue with --resume {out / 'checkpoints' / 'last'}", file=sys.stderr)
+            raise SystemExit(128 + signal.SIGTERM) from None
     return out / "checkpoints" / "last"
+
+
+def _claim_out_dir(checkpoints: Path, resume: str | Path | None, overwrite: bool) -> None:
+    """Refuse to write a new run over another run's checkpoints (or delete them, when told to)."""
+    import shutil
+
+    existing = sorted(p.name for p in checkpoints.glob("*") if not p.name.startswith(".")) if checkpoints.is_dir() else []
+    if not existing:
+        return
+    if overwrite:
+        shutil.rmtree(checkpoints)
+        return
+    if resume is not None and Path(resume).resolve().parent == checkpoints.resolve():
+        return
+    raise RecipeError(f"out_dir {checkpoints.parent} already holds a run's checkpoints ({', '.join(existing)}): "
+                      f"continue it with --resume {checkpoints / 'last'}, choose another out_dir, "
+                      "or pass --overwrite to delete them")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from depictqa.commands.common import fail
 from depictqa.commands.inference_args import (add_generation_arguments, add_model_arguments, check_checkpoint,
-                                              check_generation_arguments, generation_kwargs, load_assessor)
+                                              check_device, check_generation_arguments, generation_kwargs,
+                                              load_assessor)
 from depictqa.infer.run_meta import MODES, answer_entries  # light: stdlib only at import
 from depictqa.tasks import OFFICIAL, spec
 
@@ -51,11 +52,16 @@ def _problem(args: argparse.Namespace) -> str | None:
         return f"--mode score needs a quality_single_* task, got --task {args.task}"
     if args.images is not None and not Path(args.images).is_dir():
         return f"--images {args.images} is not a directory"
-    return check_generation_arguments(args) or check_checkpoint(args.ckpt)
+    out = Path(args.out)
+    if out.is_dir():
+        return f"--out {out} is a folder; name the JSON file to write"
+    if not out.parent.is_dir():
+        return f"--out {out}: the folder {out.parent} does not exist"
+    return check_generation_arguments(args) or check_checkpoint(args.ckpt) or check_device(args.device)
 
 
 def run(args: argparse.Namespace) -> int:
-    from depictqa.checkpoint import CheckpointError
+    from depictqa.checkpoint import CheckpointError, fingerprint
     from depictqa.infer.meta import MetaError, PartialResults, read_meta
 
     problem = _problem(args)
@@ -66,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
     except MetaError as err:
         return fail(str(err))
     out = Path(args.out)
-    settings = {"ckpt": str(Path(args.ckpt).resolve()), "meta": str(Path(args.meta).resolve()), "task": args.task,
+    # the weights' fingerprint too: `last` or a reused folder may hold another model by now
+    settings = {"ckpt": str(Path(args.ckpt).resolve()), "weights": fingerprint(args.ckpt),
+                "meta": str(Path(args.meta).resolve()), "task": args.task,
                 "mode": args.mode, "style": args.style, "max_new_tokens": args.max_new_tokens,
                 "temperature": args.temperature, "top_p": args.top_p}
     if args.both_orders:  # only when set: a partial file written before the option existed still resumes

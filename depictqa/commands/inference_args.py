@@ -18,6 +18,9 @@ STYLES = ("single", "brief", "detail")
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", required=True, metavar="DIR", help="a depictqa checkpoint directory")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="allow a checkpoint whose recipe sets trust_remote_code to run the Python code "
+                             "shipped with its model folder (refused otherwise)")
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser, default_tokens: int = 256) -> None:
@@ -57,6 +60,23 @@ def check_checkpoint(path: str) -> str | None:
     return None
 
 
+def check_device(device: str | None) -> str | None:
+    """The problem with ``--device``, or None (a CUDA device on a machine without one, a bad name)."""
+    if device is None:
+        return None
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as err:
+        return f"--device {device}: {err}"
+    if kind == "cuda" and not torch.cuda.is_available():
+        return f"--device {device}: this machine has no CUDA device (use --device cpu)"
+    if kind == "mps" and not torch.backends.mps.is_available():
+        return f"--device {device}: MPS is not available here (use --device cpu)"
+    return None
+
+
 def load_assessor(args: argparse.Namespace, batch_size: int = 8) -> Any:
     """Assessor from ``--ckpt``/``--device``; raises ``CheckpointError`` for a non-checkpoint."""
     import torch
@@ -64,7 +84,8 @@ def load_assessor(args: argparse.Namespace, batch_size: int = 8) -> Any:
     from depictqa.infer.assessor import Assessor
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return Assessor.from_pretrained(args.ckpt, device=device, batch_size=batch_size)
+    return Assessor.from_pretrained(args.ckpt, device=device, batch_size=batch_size,
+                                    trust_remote_code=getattr(args, "trust_remote_code", False))
 
 
 def print_answer(result: Any, as_json: bool) -> int:
@@ -90,7 +111,7 @@ def open_assessor(args: argparse.Namespace, images: list[tuple[str, str | None]]
     for name, path in images:
         if path is not None and not Path(path).is_file():
             return None, fail(f"{name} {path} does not exist")
-    problem = check_generation_arguments(args) or check_checkpoint(args.ckpt)
+    problem = check_generation_arguments(args) or check_checkpoint(args.ckpt) or check_device(args.device)
     if problem:
         return None, fail(problem)
     try:

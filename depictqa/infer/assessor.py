@@ -75,11 +75,12 @@ class Assessor:
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None,
-                        batch_size: int = 8) -> "Assessor":
-        """Load a checkpoint directory (safetensors + JSON only) with its recipe's image geometry."""
+                        batch_size: int = 8, trust_remote_code: bool = False) -> "Assessor":
+        """Load a checkpoint directory (safetensors + JSON only) with its recipe's image geometry
+        (``trust_remote_code``: see :func:`depictqa.checkpoint.load_pretrained`)."""
         from depictqa.checkpoint import load_pretrained, recipe_of
 
-        model = load_pretrained(directory, device=device)
+        model = load_pretrained(directory, device=device, trust_remote_code=trust_remote_code)
         return cls(model, image_config(model, recipe_of(directory)), batch_size, device)
 
     # ---- generation --------------------------------------------------------------------------
