@@ -72,6 +72,12 @@ def test_resume_continues_exactly(shards, tmp_path, extra):
         b.update({f"objective.{k}": v for k, v in load_file(str(resumed / "state/objectives.safetensors")).items()})
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    # the optimiser's moments and step counts too (not only the weights they produced)
+    opt_a, opt_b = (load_file(str(d / "state/optimizer.safetensors")) for d in (straight, resumed))
+    assert opt_a.keys() == opt_b.keys() and any(k.endswith(".exp_avg_sq") for k in opt_a)
+    for k in opt_a:
+        if k != "rng.torch":
+            torch.testing.assert_close(opt_a[k], opt_b[k], rtol=1e-5, atol=1e-7, msg=k)
     start = load_file(str(tmp_path / "b/checkpoints/step-0000003/trainable.safetensors"))
     assert any(not torch.allclose(start[k], b[k]) for k in b)  # the resumed steps did train
 
