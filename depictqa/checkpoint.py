@@ -148,7 +148,8 @@ def load_pretrained(directory: str | os.PathLike, device: str | torch.device | N
     from depictqa.config import RecipeError
 
     try:
-        recipe = load_recipe(ckpt / RECIPE, overrides=extra)
+        # a model trained elsewhere loads without its training shards or accelerator
+        recipe = load_recipe(ckpt / RECIPE, overrides=extra, check_local=False)
     except RecipeError as err:
         raise CheckpointError(f"{ckpt / RECIPE} does not load: {err}") from None
     from depictqa.build import build_model

@@ -165,4 +165,4 @@ def _claim_out_dir(checkpoints: Path, resume: str | Path | None, overwrite: bool
         return
     raise RecipeError(f"out_dir {checkpoints.parent} already holds a run's checkpoints ({', '.join(existing)}): "
                       f"continue it with --resume {checkpoints / 'last'}, choose another out_dir, "
-                      "or pass --overwrite to delete them")
+                      "or pass --overwrite (depictqa fit) / overwrite=True to delete them")

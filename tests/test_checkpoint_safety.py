@@ -253,3 +253,18 @@ def test_infer_does_not_resume_answers_of_another_checkpoint(tmp_path, capsys, m
     monkeypatch.setattr(infer_command, "answer_entries", real)
     assert main(args) == 2
     assert "written by a run with other settings" in capsys.readouterr().err
+
+
+def test_a_checkpoint_trained_elsewhere_loads_without_its_shards_or_accelerator(tmp_path):
+    from depictqa.build import build_model
+    from depictqa.checkpoint import load_pretrained, save_pretrained
+    from depictqa.config import RecipeError, load_recipe
+    from tests.conftest import TINY_OVERRIDES
+
+    elsewhere = [*TINY_OVERRIDES, "data.sources={brief: {shards: '/cluster/data/brief-{000..009}.tar'}}",
+                 "trainer.accelerator=gpu"]
+    with pytest.raises(RecipeError):
+        load_recipe(overrides=elsewhere)  # to train here, the shards and the GPU must exist
+    recipe = load_recipe(overrides=elsewhere, check_local=False)
+    save_pretrained(build_model(recipe, texts=TEXTS), recipe, tmp_path / "ckpt")
+    assert load_pretrained(tmp_path / "ckpt") is not None

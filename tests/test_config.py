@@ -30,7 +30,7 @@ def test_projector_block_with_another_components_arguments():
 def test_changing_name_replaces_the_block():
     r = tiny_recipe("model.projector={name: abstractor, num_queries: 4, num_heads: 2}")
     assert r.model.projector.name == "abstractor" and "hidden_dim" not in r.model.projector
-    r = load_recipe(ROOT / "recipes/depictqa_wild.yaml", ROOT / "recipes/wild_abstractor.yaml")
+    r = load_recipe(ROOT / "recipes/depictqa_wild.yaml", ROOT / "recipes/wild_abstractor.yaml", check_local=False)
     assert dict(r.model.projector) == {"name": "abstractor", "train": "full", "num_queries": 64, "depth": 2, "num_heads": 8}
 
 

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from tests.conftest import ROOT, tiny_recipe, write_tiny_shards
@@ -183,7 +184,9 @@ def test_lr_scale_gives_each_component_its_own_learning_rate():
             assert decay_of[id(p)] == (scaled.optim.weight_decay if p.ndim >= 2 else 0.0), name
     assert sum(len(g["params"]) for g in opt.param_groups) == sum(p.requires_grad for p in model.parameters())
 
-    typo = tiny_recipe("optim.lr_scale.projecter=4.0")
+    with pytest.raises(ValueError, match="optim.lr_scale.projecter"):  # the recipe check refuses it
+        tiny_recipe("optim.lr_scale.projecter=4.0")
+    typo = OmegaConf.merge(scaled, {"optim": {"lr_scale": {"projecter": 4.0}}})  # unchecked: the task refuses too
     with pytest.raises(ValueError, match="projecter"):
         DepictQATask(build_model(typo, texts=TEXTS), typo).configure_optimizers()
 

@@ -12,13 +12,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a base recipe, overlays merged left to right, then key=value overrides")
 
 
-def load_from_args(items: list[str]) -> Any:
+def load_from_args(items: list[str], check_local: bool = True) -> Any:
     """Split positional items into YAML paths and dotlist overrides; load and validate."""
     from depictqa.config import load_recipe
 
     paths = [i for i in items if "=" not in i]
     overrides = [i for i in items if "=" in i]
-    return load_recipe(*paths, overrides=overrides)
+    return load_recipe(*paths, overrides=overrides, check_local=check_local)
 
 
 def fail(message: str, code: int = 2) -> int:

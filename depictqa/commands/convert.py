@@ -9,6 +9,7 @@ HELP = "Convert official DepictQA train meta JSON (and its images) into WebDatas
 EXAMPLES = """\
   depictqa convert --meta DQ-495K/meta_info/train_refA_brief.json --images DQ-495K/ --out shards/brief
   depictqa convert --meta a.json b.json --images data/ --out shards/mix --samples-per-shard 2000 --strict
+  depictqa convert --meta a.json --images data/ --out shards/brief --overwrite   # replace earlier shards
 """
 
 
@@ -22,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop at the first missing image or unknown task type (exit 2)")
     parser.add_argument("--samples-per-shard", type=int, default=1000, metavar="N")
     parser.add_argument("--prefix", default="train", metavar="NAME", help="shard name prefix (NAME-000000.tar)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the NAME-NNNNNN.tar shards already in --out first (nothing else)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = convert_meta(args.meta, args.images, args.out, strict=args.strict,
                                samples_per_shard=args.samples_per_shard, prefix=args.prefix,
-                               progress=not args.quiet)
+                               progress=not args.quiet, overwrite=args.overwrite)
     except ConvertError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -15,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_recipe_arguments(parser)
     parser.add_argument("--resume", metavar="DIR", help="continue the run saved in this checkpoint directory")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the checkpoints an earlier run left in out_dir (refused without it)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,11 +28,21 @@ def run(args: argparse.Namespace) -> int:
         recipe = load_from_args(args.recipe)
     except RecipeError as err:
         return fail(str(err))
+    from depictqa.data.mixer import DataQualityError
     from depictqa.train import fit
 
     try:
-        last = fit(recipe, resume=args.resume)
+        last = fit(recipe, resume=args.resume, overwrite=args.overwrite)
     except (RecipeError, CheckpointError) as err:
         return fail(str(err))
+    except DataQualityError as err:  # bad input data, not a bug: the message, no traceback
+        return fail(_last_line(str(err)))
     print(f"checkpoint: {last}")
     return 0
+
+
+def _last_line(message: str) -> str:
+    """Raised in a DataLoader worker, the message carries the worker's traceback; its last line is
+    ``...DataQualityError: <message>``."""
+    line = message.strip().splitlines()[-1] if message.strip() else message
+    return line.split("DataQualityError: ", 1)[-1]

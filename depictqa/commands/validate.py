@@ -7,6 +7,7 @@ import argparse
 HELP = "resolve, validate and print a recipe with parameter counts per part (no training)"
 EXAMPLES = """  depictqa validate recipes/tiny.yaml
   depictqa validate recipes/depictqa_v1.yaml --no-build      # checks only; needs no weights
+  depictqa validate recipes/depictqa_v1.yaml --no-build --no-local-checks   # nor its shards or GPUs here
   depictqa validate recipes/depictqa_wild.yaml recipes/ablations/mlp_projector.yaml"""
 
 
@@ -15,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_recipe_arguments(parser)
     parser.add_argument("--no-build", action="store_true", help="validate only; do not build the model")
+    parser.add_argument("--no-local-checks", action="store_true",
+                        help="skip what depends on this machine: that the shard files exist and the "
+                             "accelerator is available")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from depictqa.config import RecipeError
 
     try:
-        recipe = load_from_args(args.recipe)
+        recipe = load_from_args(args.recipe, check_local=not args.no_local_checks)
     except RecipeError as err:
         return fail(str(err))
     print(OmegaConf.to_yaml(recipe, resolve=True))

@@ -53,24 +53,40 @@ def _image_sources(task_type: str) -> dict[str, str]:
     return OFFICIAL_FIELDS[task_type]
 
 
+def _image_bytes(root: Path, rel: Any, where: str) -> bytes:
+    """The bytes of image ``rel`` under the resolved folder ``root``; a path that leaves it ("../x",
+    "/etc/passwd", a symlink out) is refused, so no file outside the images folder enters a shard."""
+    if not isinstance(rel, str) or not rel:
+        raise ConvertError("missing_image", f"{where} {rel!r} not found")
+    try:
+        path = (root / rel).resolve()
+    except (OSError, ValueError, RuntimeError) as err:  # a NUL byte, a symlink loop
+        raise ConvertError("bad_record", f"{where} {rel!r}: {err}") from None
+    if not path.is_relative_to(root):
+        raise ConvertError("outside_images", f"{where} {rel!r} is outside the images folder {root}")
+    if not path.is_file():
+        raise ConvertError("missing_image", f"{where} {str(path)!r} not found")
+    return path.read_bytes()
+
+
 def record_to_sample(record: Mapping[str, Any], images_root: str | os.PathLike, index: int) -> Sample:
     """One official record -> Sample with image bytes; raises :class:`ConvertError`."""
     rid = record.get("id", f"#{index}")
     task_type = record.get("task_type")
-    if task_type not in OFFICIAL:
+    if not isinstance(task_type, str) or task_type not in OFFICIAL:
         raise ConvertError("unknown_task", f"{rid}: unknown task_type {task_type!r}; valid: "
                                            f"{', '.join(OFFICIAL)}")
     task, reference = OFFICIAL[task_type]
     conversations = record.get("conversations")
     if not isinstance(conversations, list) or len(conversations) < 2:
         raise ConvertError("bad_record", f"{rid}: 'conversations' must hold human/gpt turns")
+    for i, turn in enumerate(conversations):
+        if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
+            raise ConvertError("bad_record", f"{rid}: conversations[{i}] must be {{'from': ..., 'value': text}}")
     images: dict[str, bytes] = {}
+    root = Path(images_root).resolve()
     for key, field_name in _image_sources(task_type).items():
-        rel = record.get(field_name)
-        path = Path(images_root) / rel if isinstance(rel, str) and rel else None
-        if path is None or not path.is_file():
-            raise ConvertError("missing_image", f"{rid}: {field_name} {str(path or rel)!r} not found")
-        images[key] = path.read_bytes()
+        images[key] = _image_bytes(root, record.get(field_name), f"{rid}: {field_name}")
     meta = {k: v for k, v in record.items() if k not in ("conversations", "task_type", *IMAGE_FIELDS)}
     meta.update(official_task=task_type, id=rid,
                 images={k: record.get(f) for k, f in _image_sources(task_type).items()})
@@ -94,21 +110,48 @@ def iter_records(meta_paths: Sequence[str | os.PathLike]) -> Iterator[tuple[str,
             yield str(meta_path), record
 
 
+def old_shards(out_dir: str | os.PathLike, prefix: str) -> list[Path]:
+    """The ``{prefix}-NNNNNN.tar`` shard files already in ``out_dir`` (what a conversion writes)."""
+    name = re.compile(rf"{re.escape(prefix)}-\d{{6,}}\.tar")
+    out = Path(out_dir)
+    return sorted(p for p in out.iterdir() if name.fullmatch(p.name) and p.is_file()) if out.is_dir() else []
+
+
+def _check_paths(meta_paths: Sequence[str | os.PathLike], images_root: str | os.PathLike,
+                 out_dir: str | os.PathLike, prefix: str, overwrite: bool) -> None:
+    """Refuse before anything is written: missing inputs, or an ``out_dir`` holding shards of this
+    prefix (they would be overwritten, or listed with the new ones) unless ``overwrite``."""
+    for meta_path in meta_paths:
+        if not Path(meta_path).is_file():
+            raise FileNotFoundError(f"meta file {meta_path} not found")
+    if not Path(images_root).is_dir():
+        raise FileNotFoundError(f"images folder {images_root} not found")
+    old = old_shards(out_dir, prefix)
+    if old and not overwrite:
+        raise FileExistsError(f"{out_dir} already holds {len(old)} shard(s) {prefix}-*.tar (e.g. {old[0].name}); "
+                              "choose an empty folder or pass --overwrite to replace them")
+
+
 def convert_meta(meta_paths: Sequence[str | os.PathLike] | str | os.PathLike,
                  images_root: str | os.PathLike, out_dir: str | os.PathLike, strict: bool = False,
                  samples_per_shard: int = 1000, prefix: str = "train",
-                 progress: bool = True) -> dict[str, Any]:
+                 progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Convert meta JSON file(s) to shards under ``out_dir``.
 
     Returns ``{"written", "skipped": {reason: n}, "shards": [...], "errors": [first messages]}``.
-    Missing images, unknown task types and malformed records are skipped (reported), or with
-    ``strict`` raise :class:`ConvertError` naming the record's id.
+    Missing images, images outside ``images_root``, unknown task types and malformed records are
+    skipped (reported), or with ``strict`` raise :class:`ConvertError` naming the record's id.
+    Shards of this ``prefix`` already in ``out_dir`` raise ``FileExistsError``; ``overwrite``
+    deletes them (and nothing else) first.
     """
     from tqdm import tqdm
 
     from depictqa.data.shards import write_shards
 
     paths = [meta_paths] if isinstance(meta_paths, (str, os.PathLike)) else list(meta_paths)
+    _check_paths(paths, images_root, out_dir, prefix, overwrite)
+    for old in old_shards(out_dir, prefix):
+        old.unlink()
     skipped: Counter[str] = Counter()
     errors: list[str] = []
     written = 0

@@ -51,16 +51,18 @@ def _sniff_extension(data: bytes) -> str:
 
 def write_shards(samples: Iterable[Sample], out_dir: str | os.PathLike, prefix: str = "shard",
                  samples_per_shard: int = 1000) -> list[str]:
-    """Write samples to ``out_dir/{prefix}-000000.tar ...``; returns the shard paths."""
+    """Write samples to ``out_dir/{prefix}-000000.tar ...``; returns the paths of the shards written
+    (not others already in the folder)."""
     import webdataset as wds
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pattern = str(out / f"{prefix}-%06d.tar")
-    with wds.ShardWriter(pattern, maxcount=samples_per_shard, verbose=0) as sink:
+    written: list[str] = []
+    with wds.ShardWriter(pattern, maxcount=samples_per_shard, verbose=0, post=written.append) as sink:
         for sample in samples:
             sink.write(encode_sample(sample))
-    return sorted(str(p) for p in out.glob(f"{prefix}-*.tar"))
+    return sorted(written)
 
 
 def encode_sample(sample: Sample) -> dict[str, Any]:

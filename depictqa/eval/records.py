@@ -66,6 +66,10 @@ def load_predictions(path: str | Path) -> list[dict[str, Any]]:
         if conf is not None and not isinstance(conf, (int, float)):
             raise EvalInputError(f"prediction file {path}: record {i} ({rec['id']}) "
                                  f"'confidence' is {conf!r}, expected a number or null")
+        if conf is not None and not 0.0 <= conf <= 1.0:  # also refuses nan
+            raise EvalInputError(f"prediction file {path}: record {i} ({rec['id']}) "
+                                 f"'confidence' is {conf!r}, outside [0, 1]")
+    _refuse_repeated_ids(records, path, "prediction")
     return records
 
 
@@ -76,11 +80,23 @@ def load_ground_truth(path: str | Path) -> list[dict[str, Any]]:
     for rec in records:
         rec["id"] = str(rec["id"])
         rec.setdefault("_root", root)
+    _refuse_repeated_ids(records, path, "ground-truth")
     return records
 
 
+def _refuse_repeated_ids(records: list[dict[str, Any]], path: str | Path, what: str) -> None:
+    """Pairing is by id: a repeated one would silently pair with the wrong record."""
+    first: dict[str, int] = {}
+    for i, rec in enumerate(records):
+        if rec["id"] in first:
+            raise EvalInputError(f"{what} file {path}: id {rec['id']!r} is repeated "
+                                 f"(records {first[rec['id']]} and {i}); ids must be unique")
+        first[rec["id"]] = i
+
+
 def match(predictions: list[dict[str, Any]], ground_truth: list[dict[str, Any]]) -> Matched:
-    """Pair predictions with ground truth by ``id`` (the last prediction of a repeated id wins)."""
+    """Pair predictions with ground truth by ``id`` (the last prediction of a repeated id wins;
+    :func:`load_predictions` refuses repeated ids)."""
     by_id = {str(p["id"]): p for p in predictions}
     gt_ids = {str(g["id"]) for g in ground_truth}
     pairs = [(g, by_id[str(g["id"])]) for g in ground_truth if str(g["id"]) in by_id]

@@ -79,6 +79,9 @@ def embedded_images() -> list[SourceImage]:
     return out
 
 
+MAX_PIXELS = 64_000_000  # a user image larger than this is skipped unread
+
+
 def folder_images(folder: str | os.PathLike) -> tuple[list[SourceImage], list[str]]:
     """Readable RGB images under ``folder`` -> (images, skipped "path: reason" lines)."""
     from PIL import Image, UnidentifiedImageError
@@ -88,8 +91,12 @@ def folder_images(folder: str | os.PathLike) -> tuple[list[SourceImage], list[st
             continue
         try:
             with Image.open(path) as im:
+                if im.width * im.height > MAX_PIXELS:  # checked before decoding: a small file may declare a huge image
+                    skipped.append(f"{path}: too large ({im.width}x{im.height} > {MAX_PIXELS} pixels; "
+                                   "possible decompression bomb)")
+                    continue
                 arr = np.asarray(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError, ValueError) as err:
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
             skipped.append(f"{path}: unreadable ({type(err).__name__})")
             continue
         if min(arr.shape[:2]) < MIN_SIDE or arr.shape[1] * (1 - TEST_SPLIT) < MIN_SIDE / 2:

@@ -51,8 +51,11 @@ def test_infer_resumes_without_duplicating_ids(ckpt, compare_meta, tmp_path):
     out = tmp_path / "answers.json"
     partial = Path(str(out) + ".jsonl")
     # simulate an interruption: the run's header, two finished records and a line cut in half
-    settings = {"ckpt": str(Path(ckpt).resolve()), "meta": str(compare_meta.resolve()), "task": "quality_compare",
-                "mode": "text", "style": "brief", "max_new_tokens": 4, "temperature": None, "top_p": None}
+    from depictqa.checkpoint import fingerprint
+
+    settings = {"ckpt": str(Path(ckpt).resolve()), "weights": fingerprint(ckpt), "meta": str(compare_meta.resolve()),
+                "task": "quality_compare", "mode": "text", "style": "brief", "max_new_tokens": 4,
+                "temperature": None, "top_p": None}
     header = json.dumps({"_run": settings})
     done = [dict(expected["p0"], text="FROM THE FIRST RUN"), expected["p1"]]
     partial.write_text("\n".join([header, *map(json.dumps, done)]) + '\n{"id": "p2", "te')

@@ -101,6 +101,19 @@ def test_user_images_folder_skips_bad_files(tmp_path):
     assert 0 < TEST_SPLIT < 1
 
 
+def test_user_images_that_would_decompress_to_huge_sizes_are_skipped_unread(tmp_path, monkeypatch):
+    import depictqa.synth.sources as sources
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(sources, "MAX_PIXELS", 10_000)       # our own limit, checked before decoding
+    images, skipped = folder_images(tmp_path)
+    assert not images and "too large (160x120 > 10000 pixels" in skipped[0]
+    monkeypatch.setattr(sources, "MAX_PIXELS", 10**9)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4_000)    # PIL's own bomb check raises in Image.open
+    images, skipped = folder_images(tmp_path)
+    assert not images and "unreadable (DecompressionBombError)" in skipped[0]
+
+
 def test_mixes_follow_their_weights_and_unknown_mix_is_refused():
     from collections import Counter
 
