@@ -8,8 +8,9 @@ the projector will produce for that image, so the model only has to scatter proj
 
 Templates (``TEMPLATES``):
 
-- ``depictqa-vicuna``: the official DepictQA layout for Vicuna v1.5, token for token, so released
-  DepictQA weights see the prompts they were trained on.
+- ``depictqa-vicuna``: the official DepictQA layout for Vicuna v1.5, token for token (system texts,
+  separators, the trailing space of ``"ASSISTANT: "``, the description task's own layout), so
+  released DepictQA weights see the prompts they were trained on.
 - ``compact``: the same structure without the system text; for tiny from-scratch models.
 - ``chat``: the tokenizer's own chat template (``apply_chat_template``), for other LLM families.
 """
@@ -28,18 +29,24 @@ SYSTEM = ("A chat between a curious human and an artificial intelligence assista
           "helpful, detailed, and polite answers to the human's questions.")
 SYSTEM_QUALITY = " As an AI assistant, you are performing an image quality assessment task."
 SYSTEM_REFERENCE = " A high-quality Reference Image is provided to assist the evaluation."
+SYSTEM_DESCRIPTION = (" As an AI assistant, you are performing an image detail description task, and your goal is to "
+                      "generate a natural language description of an image that accurately and comprehensively "
+                      "conveys its visual content.")
 SINGLE_WORD = " Answer the question using a single word or phrase."
 
 TEMPLATES = ("depictqa-vicuna", "compact", "chat")
 
 
 def system_text(task: TaskSpec) -> str:
-    text = SYSTEM
-    if task.quality:
-        text += SYSTEM_QUALITY
-        if task.reference:
-            text += SYSTEM_REFERENCE
-    return text
+    if not task.quality:
+        return SYSTEM + SYSTEM_DESCRIPTION
+    return SYSTEM + SYSTEM_QUALITY + (SYSTEM_REFERENCE if task.reference else "")
+
+
+def strip_image_marker(query: str) -> str:
+    """The query without the ``<image>`` placeholder (and the newline beside it) that official
+    description data carries: the image has its own slot."""
+    return query.replace("<image>\n", "").replace("\n<image>", "").replace("<image>", "")
 
 
 @dataclass
@@ -81,12 +88,19 @@ class PromptBuilder:
             return self._chat_pieces(task, query, answer)
         head = (system_text(task) + "\n\n </s> ") if self.template == "depictqa-vicuna" else ""
         sep = "\n\n </s> " if self.template == "depictqa-vicuna" else "\n"
+        if self.template == "depictqa-vicuna" and not task.quality:
+            # the official description layout: the image inside the user turn
+            tag = task.slots[0].tag
+            pieces = [f"{head}USER: <{tag}>", f"</{tag}> {strip_image_marker(query)}   ASSISTANT: "]
+            return pieces, None if answer is None else f"{answer}\n </s>"
         pieces, prefix = [], head
         for slot in task.slots:
             pieces.append(f"{prefix}{slot.label}: <{slot.tag}>")
             prefix = f"</{slot.tag}>{sep}"
         if self.template == "depictqa-vicuna":
-            pieces.append(f"{prefix}USER: {query}\n   ASSISTANT:")
+            # "ASSISTANT: " with its trailing space, as the released models were trained (with the
+            # LLaMA tokenizer the space is its own token right before the answer)
+            pieces.append(f"{prefix}USER: {query}\n   ASSISTANT: ")
             target = None if answer is None else f"{answer}\n </s>"
         else:
             pieces.append(f"{prefix}USER: {query}\nASSISTANT:")

@@ -27,12 +27,53 @@ def test_official_compare_layout_token_for_token(tokenizer):
     expected = ([tokenizer.bos_token_id] + tok(system + "\n\n </s> Reference Image: <Img-Reference>") + [IMG] * 3
                 + tok("</Img-Reference>\n\n </s> Image A: <Img-A>") + [IMG] * 2
                 + tok("</Img-A>\n\n </s> Image B: <Img-B>") + [IMG] * 2
-                + tok("</Img-B>\n\n </s> USER: Which image is better?\n   ASSISTANT:")
+                + tok("</Img-B>\n\n </s> USER: Which image is better?\n   ASSISTANT: ")
                 + tok("Image A\n </s>"))
     got = [None if m else int(i) for i, m in zip(enc.input_ids, enc.image_mask)]
     assert got == expected
     # " </s> " really is the EOS token inside the text
     assert tokenizer.eos_token_id in tok("\n\n </s> ")
+
+
+BASE = ("A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, "
+        "detailed, and polite answers to the human's questions.")
+QUALITY = BASE + " As an AI assistant, you are performing an image quality assessment task."
+FR = QUALITY + " A high-quality Reference Image is provided to assist the evaluation."
+DESCRIPTION = BASE + (" As an AI assistant, you are performing an image detail description task, and your goal is "
+                      "to generate a natural language description of an image that accurately and comprehensively "
+                      "conveys its visual content.")
+E = "\n\n </s> "
+# The official layout of every task, written out string by string (text pieces around the image
+# slots, then the training target); the query is "Q?" and the answer "A".
+OFFICIAL_PIECES = {
+    "quality_compare": [FR + E + "Reference Image: <Img-Reference>", "</Img-Reference>" + E + "Image A: <Img-A>",
+                        "</Img-A>" + E + "Image B: <Img-B>", "</Img-B>" + E + "USER: Q?\n   ASSISTANT: "],
+    "quality_compare_noref": [QUALITY + E + "Image A: <Img-A>", "</Img-A>" + E + "Image B: <Img-B>",
+                              "</Img-B>" + E + "USER: Q?\n   ASSISTANT: "],
+    "quality_single_A": [FR + E + "Reference Image: <Img-Reference>", "</Img-Reference>" + E + "Image: <Img>",
+                         "</Img>" + E + "USER: Q?\n   ASSISTANT: "],
+    "quality_single_B": [FR + E + "Reference Image: <Img-Reference>", "</Img-Reference>" + E + "Image: <Img>",
+                         "</Img>" + E + "USER: Q?\n   ASSISTANT: "],
+    "quality_single_A_noref": [QUALITY + E + "Image: <Img>", "</Img>" + E + "USER: Q?\n   ASSISTANT: "],
+    "quality_single_B_noref": [QUALITY + E + "Image: <Img>", "</Img>" + E + "USER: Q?\n   ASSISTANT: "],
+    "description": [DESCRIPTION + E + "USER: <Img>", "</Img> Q?   ASSISTANT: "],
+}
+
+
+@pytest.mark.parametrize("task", sorted(OFFICIAL_PIECES))
+def test_every_task_matches_the_official_layout_in_training_and_inference(tokenizer, task):
+    builder = PromptBuilder(tokenizer, "depictqa-vicuna")
+    query = "<image>\nQ?" if task == "description" else "Q?"  # official description queries carry <image>
+    for answer, target in (("A", "A\n </s>"), (None, None)):
+        assert builder.pieces(task, False, query, answer) == (OFFICIAL_PIECES[task], target)
+    enc = builder.encode(task, False, query, "A", [2] * (len(OFFICIAL_PIECES[task]) - 1))
+    tok = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    expected = [tokenizer.bos_token_id]
+    for i, piece in enumerate(OFFICIAL_PIECES[task]):  # each piece tokenised on its own
+        expected += tok(piece) + ([None] * 2 if i < len(OFFICIAL_PIECES[task]) - 1 else [])
+    expected += tok("A\n </s>")
+    assert [None if m else int(i) for i, m in zip(enc.input_ids, enc.image_mask)] == expected
+    assert tok(OFFICIAL_PIECES[task][-1])[-1] != tok(OFFICIAL_PIECES[task][-1].rstrip())[-1]  # the space is kept
 
 
 def test_single_image_tasks_use_the_generic_tag_and_nr_drops_the_reference(tokenizer):
@@ -44,7 +85,7 @@ def test_single_image_tasks_use_the_generic_tag_and_nr_drops_the_reference(token
     assert len(nr) == 2 and "Reference" not in "".join(nr) and nr[0].endswith("Image: <Img>")
     assert "Reference Image is provided" in fr[0] and "Reference Image is provided" not in nr[0]
     caption, _ = builder.pieces("description", False, "Describe.", None)
-    assert "quality assessment" not in caption[0]
+    assert "quality assessment" not in caption[0] and "detail description task" in caption[0]
 
 
 @pytest.mark.parametrize("template", ["depictqa-vicuna", "compact"])
