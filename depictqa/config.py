@@ -39,6 +39,7 @@ class ImageSchema:
     min_size: int = 70
     crop: Optional[list[float]] = None
     flip: Optional[str] = None  # training flips shared by a sample's images: h, hv or dihedral
+    pad_align: str = "corner"  # corner: pad bottom/right; center: pad evenly (the official code)
 
 
 @dataclass
@@ -292,11 +293,13 @@ def validate(cfg: DictConfig, check_local: bool = True) -> None:
     crop = cfg.data.image.crop
     if crop is not None and (len(crop) != 2 or not 0 < crop[0] <= crop[1] <= 1):
         raise RecipeError("data.image.crop: expected [low, high] with 0 < low <= high <= 1")
-    from depictqa.data.images import FLIPS
+    from depictqa.data.images import FLIPS, PAD_ALIGNS
 
     flip = cfg.data.image.flip
     if flip is not None and flip not in FLIPS:
         raise RecipeError(f"data.image.flip: {flip!r} is not one of {', '.join(FLIPS)} (or null)")
+    if cfg.data.image.pad_align not in PAD_ALIGNS:
+        raise RecipeError(f"data.image.pad_align: {cfg.data.image.pad_align!r} is not one of {', '.join(PAD_ALIGNS)}")
     _validate_values(cfg)
     _validate_logger(cfg)
     if check_local:

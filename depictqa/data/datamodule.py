@@ -123,6 +123,7 @@ class DepictQADataModule(L.LightningDataModule):
         enc = self.encoder
         return ImageConfig(short_side=img.short_side, max_long_side=img.max_long_side, min_size=img.min_size,
                            crop=tuple(img.crop) if img.crop else None, flip=img.get("flip"),
+                           pad_align=img.get("pad_align", "corner"),
                            mean=tuple(enc.mean), std=tuple(enc.std), uint8=True)  # the model normalises on its device
 
     def _stream(self, sources: dict[str, Any], train: bool, samples: int | None) -> BatchedStream:

@@ -4,7 +4,8 @@
 the odd modes real IQA data contains handled properly. :func:`prepare_images` turns the images of
 one sample into normalised ``[3, H, W]`` tensors: aspect kept, downscaled (never upscaled) so the
 short side is ≤ ``short_side`` and the long side ≤ ``max_long_side``, an optional training crop
-and flip, then padded at the bottom/right to ≥ ``min_size`` and a multiple of the patch size. All
+and flip, then padded to ≥ ``min_size`` and a multiple of the patch size (at the bottom/right, or
+evenly on both sides with ``pad_align="center"`` as the official DepictQA code does). All
 images of a sample share one geometry, one crop and one flip, so a reference and its distorted
 versions stay aligned.
 
@@ -36,6 +37,7 @@ ImageInput = Union[bytes, bytearray, str, os.PathLike, Image.Image, np.ndarray]
 # left-right; "hv" also up-down; "dihedral" also transposes square images (the 8 symmetries of a
 # square). They change the content, not the quality: every distortion is still there, as strong.
 FLIPS = ("h", "hv", "dihedral")
+PAD_ALIGNS = ("corner", "center")
 
 
 class ImageError(ValueError):
@@ -48,7 +50,9 @@ class ImageConfig:
 
     ``pad``: ``"black"`` pads with zero *pixels* before normalisation (the official code's choice,
     so the released weights see what they were trained on); ``"mean"`` pads with zeros *after*
-    normalisation (the CLIP mean colour).
+    normalisation (the CLIP mean colour). ``pad_align``: ``"corner"`` puts the image at the top left
+    and pads bottom/right; ``"center"`` pads evenly around it (the official code's centre crop to
+    the larger size: the odd pixel goes to the bottom/right).
     ``uint8``: hand back uint8 pixels (padding in the pad colour) instead of normalised floats;
     :class:`~depictqa.model.DepictQAModel` normalises them on its device. A quarter of the bytes
     to copy between DataLoader workers and to the GPU, and no float work in the workers.
@@ -63,6 +67,7 @@ class ImageConfig:
     std: tuple[float, float, float] = CLIP_STD
     max_pixels: int = 64_000_000
     pad: str = "black"
+    pad_align: str = "corner"
     uint8: bool = False
 
 
@@ -246,6 +251,8 @@ def prepare_images(images: Mapping[str, Image.Image], cfg: ImageConfig, patch_si
         if transpose:
             pixels = pixels.transpose(1, 2)
         tensor = fill.expand(3, ph, pw).clone()
-        tensor[:, :th, :tw] = pixels if cfg.uint8 else (pixels.float().div_(255.0) - mean).div_(std)
+        h0, w0 = pixels.shape[-2:]  # th x tw, or tw x th after a transpose
+        top, left = ((ph - h0) // 2, (pw - w0) // 2) if cfg.pad_align == "center" else (0, 0)
+        tensor[:, top:top + h0, left:left + w0] = pixels if cfg.uint8 else (pixels.float().div_(255.0) - mean).div_(std)
         out[name] = tensor
     return out

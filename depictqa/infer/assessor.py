@@ -31,7 +31,7 @@ def image_config(model: Any, recipe: Any = None) -> ImageConfig:
     cfg = ImageConfig(mean=tuple(getattr(enc, "mean", ImageConfig.mean)),
                       std=tuple(getattr(enc, "std", ImageConfig.std)), uint8=True)
     block = recipe.get("data", {}).get("image", {}) if recipe is not None else {}
-    for key in ("short_side", "max_long_side", "min_size", "max_pixels", "pad"):
+    for key in ("short_side", "max_long_side", "min_size", "max_pixels", "pad", "pad_align"):
         if block.get(key) is not None:
             setattr(cfg, key, block[key])
     return cfg
