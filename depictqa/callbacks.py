@@ -149,7 +149,9 @@ class DepictQACheckpoint(L.Callback):
             steps = sorted(self.dirpath.glob("step-*"))
             for old in steps[:-self.keep] if self.keep else []:
                 if old != target:
-                    shutil.rmtree(old)
+                    retire(old)
+            for junk in self.dirpath.glob(".*.old"):  # left by a process killed while deleting
+                shutil.rmtree(junk, ignore_errors=True)
         trainer.strategy.barrier()
         return target
 
@@ -187,6 +189,15 @@ def publish(staging: Path, target: Path) -> None:
     else:
         os.replace(staging, target)
     _fsync_dir(target.parent)
+
+
+def retire(folder: Path) -> None:
+    """Delete a checkpoint folder without ever leaving a visible half-deleted one: first renamed
+    to a hidden name (atomic), then removed."""
+    hidden = folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(hidden, ignore_errors=True)
+    os.replace(folder, hidden)
+    shutil.rmtree(hidden)
 
 
 def point_link(link: Path, target: Path) -> None:

@@ -268,3 +268,37 @@ def test_a_checkpoint_trained_elsewhere_loads_without_its_shards_or_accelerator(
     recipe = load_recipe(overrides=elsewhere, check_local=False)
     save_pretrained(build_model(recipe, texts=TEXTS), recipe, tmp_path / "ckpt")
     assert load_pretrained(tmp_path / "ckpt") is not None
+
+
+def test_deleting_or_replacing_a_checkpoint_never_leaves_a_visible_half(tmp_path, monkeypatch):
+    """A kill in the middle of deleting an old checkpoint (or of replacing one) must leave no visible
+    folder with files missing: the deletion happens under a hidden name."""
+    import shutil
+
+    import depictqa.callbacks as cb
+
+    def killed_midway(path, *args, **kwargs):  # deletes one file, then the process "dies"
+        if not Path(path).exists():
+            return
+        next(p for p in Path(path).rglob("*") if p.is_file()).unlink()
+        raise KeyboardInterrupt
+
+    def checkpoint(name):
+        folder = tmp_path / name
+        (folder / "state").mkdir(parents=True)
+        for f in ("recipe.yaml", "trainable.safetensors", "state/trainer.json"):
+            (folder / f).write_text("x")
+        return folder
+
+    old = checkpoint("step-0000001")
+    monkeypatch.setattr(shutil, "rmtree", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        cb.retire(old)
+    assert not old.exists() and [p.name for p in tmp_path.iterdir()] == [".step-0000001.old"]
+    monkeypatch.undo()
+    target, staging = checkpoint("step-0000002"), checkpoint(".step-0000002.tmp")
+    monkeypatch.setattr(shutil, "rmtree", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        cb.publish(staging, target)  # the same step saved again (a resume from an earlier step)
+    assert sorted(p.name for p in target.rglob("*")) == ["recipe.yaml", "state", "trainable.safetensors",
+                                                          "trainer.json"]
