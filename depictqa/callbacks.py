@@ -1,4 +1,4 @@
-"""Checkpointing in the DESIGN.md layout, with resumable state that needs no pickle.
+"""Checkpointing in the checkpoint-directory layout (:mod:`depictqa.checkpoint`), with resumable state that needs no pickle.
 
 Lightning's own checkpoints are pickles; ours are safetensors + JSON: the trainable weights, the
 PEFT adapter, the recipe, and under ``state/`` the optimiser tensors, scheduler and loop counters
