@@ -6,6 +6,7 @@ repeats them."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import TYPE_CHECKING, Iterable
 
@@ -14,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from depictqa import conditioners, encoders, llms, objectives, projectors
 from depictqa.config import component
-from depictqa.model import DepictQAModel
+from depictqa.model import DepictQAModel, image_token_count
 from depictqa.prompts import PromptBuilder
 
 if TYPE_CHECKING:
@@ -90,19 +91,10 @@ def sample_encoder(model: DepictQAModel) -> "SampleEncoder":
     """What the data pipeline needs of ``model`` to tokenise samples (no reference to the model)."""
     from depictqa.data.datamodule import SampleEncoder
 
-    return SampleEncoder(model.prompts, model.patch_size, _TokenCount(model.patch_size, model.projector.num_tokens),
+    count = functools.partial(image_token_count, model.patch_size, model.projector.num_tokens)
+    return SampleEncoder(model.prompts, model.patch_size, count,
                          pad_id=model.tokenizer.pad_token_id or 0, mean=tuple(model.encoder.mean),
                          std=tuple(model.encoder.std), cache_keys=model.feature_cache is not None)
-
-
-class _TokenCount:
-    """LLM positions of an image of size (h, w): the projector's count for its patch grid."""
-
-    def __init__(self, patch_size: int, num_tokens) -> None:
-        self.patch_size, self.num_tokens = patch_size, num_tokens
-
-    def __call__(self, height: int, width: int) -> int:
-        return self.num_tokens((height // self.patch_size) * (width // self.patch_size))
 
 
 def _feature_cache(recipe: DictConfig, enc_mode: str):

@@ -180,24 +180,24 @@ def publish(staging: Path, target: Path) -> None:
     _fsync_tree(staging)
     if target.is_symlink() or target.is_file():
         target.unlink()
-    if target.exists():
-        retired = target.with_name(f".{target.name}.old")
-        shutil.rmtree(retired, ignore_errors=True)
-        os.replace(target, retired)  # a folder cannot be renamed over a non-empty one
-        os.replace(staging, target)
-        shutil.rmtree(retired)
-    else:
-        os.replace(staging, target)
+    retired = _hide(target) if target.exists() else None  # a folder cannot be renamed over a full one
+    os.replace(staging, target)
     _fsync_dir(target.parent)
+    if retired is not None:
+        shutil.rmtree(retired)
 
 
 def retire(folder: Path) -> None:
-    """Delete a checkpoint folder without ever leaving a visible half-deleted one: first renamed
-    to a hidden name (atomic), then removed."""
+    """Delete a checkpoint folder without ever leaving a visible half-deleted one."""
+    shutil.rmtree(_hide(folder))
+
+
+def _hide(folder: Path) -> Path:
+    """Rename ``folder`` to a hidden sibling (atomic); returns the new path."""
     hidden = folder.with_name(f".{folder.name}.old")
     shutil.rmtree(hidden, ignore_errors=True)
     os.replace(folder, hidden)
-    shutil.rmtree(hidden)
+    return hidden
 
 
 def point_link(link: Path, target: Path) -> None:

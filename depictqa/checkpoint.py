@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from depictqa.config import load_recipe, save_recipe
+from depictqa.config import flatten, load_recipe, save_recipe
 from depictqa.model import DepictQAModel
 
 RECIPE, WEIGHTS, ADAPTER, TOKENIZER, STATE = "recipe.yaml", "trainable.safetensors", "adapter", "tokenizer", "state"
@@ -166,7 +166,8 @@ def _check_remote_code(ckpt: Path, trusted: bool) -> None:
         raw = OmegaConf.to_container(OmegaConf.load(ckpt / RECIPE), resolve=False)
     except Exception as err:  # yaml raises its own types
         raise CheckpointError(f"{ckpt / RECIPE} is not valid YAML ({type(err).__name__})") from None
-    where = [k for k, v in _flat(raw) if k.split(".")[-1] == "trust_remote_code" and v not in (False, None, "false")]
+    flat = flatten(raw)
+    where = [k for k, v in flat.items() if k.split(".")[-1] == "trust_remote_code" and v not in (False, None, "false")]
     if not where:
         return
     if not trusted:
@@ -174,7 +175,7 @@ def _check_remote_code(ckpt: Path, trusted: bool) -> None:
                               "its model folder; pass trust_remote_code=True (--trust-remote-code) only if you trust it")
     import warnings
 
-    paths = [str(v) for k, v in _flat(raw) if k.endswith(".path") and isinstance(v, str)]
+    paths = [str(v) for k, v in flat.items() if k.endswith(".path") and isinstance(v, str)]
     warnings.warn(f"{ckpt}: running remote code as its recipe asks ({', '.join(where)}; code: "
                   f"{', '.join(_remote_code_files(paths)) or 'none found in ' + (', '.join(paths) or 'any named folder')})",
                   UserWarning, stacklevel=3)
@@ -194,14 +195,6 @@ def _remote_code_files(folders: list[str]) -> list[str]:
                 if isinstance(item, str) and "." in item:
                     files.append(str(Path(folder) / (item.split("--")[-1].rsplit(".", 1)[0] + ".py")))
     return sorted(set(files))
-
-
-def _flat(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    if isinstance(d, dict):
-        return [kv for k, v in d.items() for kv in _flat(v, f"{prefix}{k}.")]
-    if isinstance(d, list):
-        return [kv for i, v in enumerate(d) for kv in _flat(v, f"{prefix}{i}.")]
-    return [(prefix[:-1], d)]
 
 
 def load_trainable(model: DepictQAModel, ckpt: Path) -> None:

@@ -23,6 +23,12 @@ from depictqa.prompts import IGNORE, PromptBuilder
 from depictqa.tasks import ImageLayout
 
 
+def image_token_count(patch_size: int, num_tokens: Any, height: int, width: int) -> int:
+    """LLM positions of an image of (padded) size ``height`` x ``width``: the projector's count
+    (``num_tokens``) for its patch grid."""
+    return num_tokens((height // patch_size) * (width // patch_size))
+
+
 @dataclass
 class Output:
     """``loss``: mean over answer tokens; ``sample_loss``/``sample_tokens``: [num_samples];
@@ -63,7 +69,7 @@ class DepictQAModel(nn.Module):
 
     def image_tokens(self, height: int, width: int) -> int:
         """How many LLM positions an image of this (padded) size takes."""
-        return self.projector.num_tokens((height // self.patch_size) * (width // self.patch_size))
+        return image_token_count(self.patch_size, self.projector.num_tokens, height, width)
 
     def _mean_std(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (3, 1, 1)

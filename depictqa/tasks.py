@@ -115,16 +115,6 @@ def spec(task: str | TaskSpec, reference: bool = False) -> TaskSpec:
     raise TaskError(f"unknown task {task!r}; valid: {', '.join([*KINDS, *OFFICIAL])}")
 
 
-def with_images(task: str, count: int) -> TaskSpec:
-    """The row of ``task`` (a kind) whose slot count is ``count`` (one more means a reference)."""
-    for reference in (False, True):
-        row = TABLE.get((task, reference))
-        if row is not None and len(row.slots) == count:
-            return row
-    counts = sorted({len(r.slots) for (k, _), r in TABLE.items() if k == task})
-    raise TaskError(f"a {task!r} sample has {count} image(s); it takes {' or '.join(map(str, counts)) or 'none'}")
-
-
 @dataclass(frozen=True)
 class ImageLayout:
     """What each image of a batch is, for everything between encoder and LM that looks across

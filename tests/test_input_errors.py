@@ -81,7 +81,7 @@ def test_good_values_still_pass() -> None:
 def test_precisions_are_lightnings() -> None:
     from lightning.fabric.connector import _PRECISION_INPUT
 
-    from depictqa.config import PRECISIONS
+    from depictqa.recipe_checks import PRECISIONS
 
     def flat(tp: typing.Any) -> set[str]:
         args = typing.get_args(tp)

@@ -3,7 +3,7 @@ per-batch layout gives each image its role."""
 
 import pytest
 
-from depictqa.tasks import KINDS, OFFICIAL, OFFICIAL_FIELDS, TABLE, ImageLayout, TaskError, spec, with_images
+from depictqa.tasks import KINDS, OFFICIAL, OFFICIAL_FIELDS, TABLE, ImageLayout, TaskError, spec
 from tests.conftest import TEXTS
 
 
@@ -24,12 +24,6 @@ def test_our_names_take_the_reference_flag_and_a_caption_never_has_one():
     assert {s.role for r in TABLE.values() for s in r.slots} == {"reference", "image", "a", "b"}
     with pytest.raises(TaskError, match="unknown task 'judge'; valid: assess, compare, caption, quality_"):
         spec("judge")
-
-
-def test_image_counts_pick_the_row_or_are_refused():
-    assert with_images("compare", 3) is spec("compare", True) and with_images("assess", 1) is spec("assess")
-    with pytest.raises(TaskError, match="a 'compare' sample has 4 image"):
-        with_images("compare", 4)
 
 
 def test_layout_gives_each_image_its_sample_role_reference_and_partner():
