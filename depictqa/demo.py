@@ -236,7 +236,7 @@ def run_demo(out: str | Path = "demo_out", minutes: float = 10.0, recipe: str | 
     from depictqa.infer.assessor import Assessor
 
     out = Path(out)
-    recipe = recipe or str(Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml")
+    recipe = recipe or str(Path(__file__).resolve().parent / "recipes" / "tiny.yaml")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     synthesise(out, samples, test_samples, size, fresh, workers=workers or max(1, min(16, os.cpu_count() or 1)))
