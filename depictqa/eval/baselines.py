@@ -3,7 +3,7 @@
 Each metric scores A and B against the reference and picks the better one, which gives the
 2AFC-style rating accuracy the DepictQA papers compare against. All come from torchmetrics and
 need no downloaded weights (LPIPS and DISTS do, so they are not offered offline). A metric that
-cannot run on an image size (MS-SSIM under ~161 px, VIF under 41 px) is skipped with a note.
+cannot run on an image size (MS-SSIM under 176 px, VIF under 41 px) is skipped with a one-line note.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from depictqa.eval.records import image_path, task_kind
+from depictqa.eval.records import image_path
+from depictqa.eval.truth import gt_choice, task_kind
 
 # name -> (metric(preds, target) -> per-image tensor, higher is better)
 def _metrics() -> dict[str, tuple[Callable[..., Any], bool]]:
@@ -36,6 +37,18 @@ def _metrics() -> dict[str, tuple[Callable[..., Any], bool]]:
 
 
 BASELINES: tuple[str, ...] = ("PSNR", "SSIM", "MS-SSIM", "VIF", "UQI")
+# Smallest image side each metric runs on with torchmetrics' defaults (checked: one pixel less
+# raises): MS-SSIM halves the image 4 times and its 11-px window must fit at the coarsest scale
+# (side // 16 >= 11); VIF's largest Gaussian window is 41 px.
+MIN_SIDE: dict[str, int] = {"MS-SSIM": 176, "VIF": 41}
+
+
+def size_note(name: str, height: int, width: int) -> str | None:
+    """One line saying why ``name`` cannot score ``height`` x ``width`` images, or ``None``."""
+    need = MIN_SIDE.get(name)
+    if need is None or min(height, width) >= need:
+        return None
+    return f"{name} needs images of at least {need} px per side; these are {height}x{width} (not run)"
 
 
 def _tensor(image: Any) -> Any:
@@ -67,10 +80,14 @@ def pair_scores(ref: Any, a: Any, b: Any,
     out: dict[str, tuple[float, float] | str] = {}
     for name in names:
         fn, _ = table[name]
+        note = size_note(name, *r.shape[-2:])
+        if note:
+            out[name] = note
+            continue
         try:
             out[name] = (float(fn(ta, r).reshape(-1)[0]), float(fn(tb, r).reshape(-1)[0]))
         except (ValueError, RuntimeError) as err:
-            out[name] = str(err).splitlines()[0]
+            out[name] = f"{name} could not run: {str(err).splitlines()[0]}"
     return out
 
 
@@ -90,7 +107,8 @@ def pair_choice(ref: Any, a: Any, b: Any,
 
 def run_baselines(gt_records: Sequence[dict[str, Any]], root: str | Path | None = None,
                   names: Sequence[str] = BASELINES) -> dict[str, Any]:
-    """Rating accuracy of each baseline over FR compare records with a known ``A_better_B``.
+    """Rating accuracy of each baseline over FR compare records whose better image is known
+    (``A_better_B``, or the answer when that field is absent).
 
     A tie earns half a point (what a coin flip would); a metric that cannot run on a pair leaves
     it out of that metric's count and the reason is noted. NR pairs are skipped and counted.
@@ -102,7 +120,8 @@ def run_baselines(gt_records: Sequence[dict[str, Any]], root: str | Path | None 
     # Pairs are scored in batches of one image size (a metric call per batch, not per pair).
     groups: dict[tuple[int, ...], list[tuple[Any, Any, Any, str]]] = {}
     for rec in gt_records:
-        if task_kind(rec) != "compare" or rec.get("A_better_B") is None:
+        truth = gt_choice(rec) if task_kind(rec) == "compare" else None
+        if truth not in ("A", "B"):
             skipped_other += task_kind(rec) == "compare"
             continue
         if not rec.get("image_ref"):
@@ -111,7 +130,6 @@ def run_baselines(gt_records: Sequence[dict[str, Any]], root: str | Path | None 
         if root is not None:
             rec = {**rec, "_root": str(root)}
         ref, a, b = (_tensor(image_path(rec, k)) for k in ("image_ref", "image_A", "image_B"))
-        truth = "A" if rec["A_better_B"] else "B"
         if a.shape != ref.shape or b.shape != ref.shape:
             mismatch = f"size mismatch {tuple(ref.shape[-2:])} vs {tuple(a.shape[-2:])}/{tuple(b.shape[-2:])}"
             for name in names:
@@ -140,10 +158,14 @@ def _score_group(group: list[tuple[Any, Any, Any, str]], names: Sequence[str], c
     table = _metrics()
     for name in names:
         fn, higher = table[name]
+        note = size_note(name, *ref.shape[-2:])
+        if note:
+            notes[name].add(note)
+            continue
         try:
             sa, sb = fn(a, ref).reshape(-1).tolist(), fn(b, ref).reshape(-1).tolist()
         except (ValueError, RuntimeError) as err:
-            notes[name].add(str(err).splitlines()[0])
+            notes[name].add(f"{name} could not run: {str(err).splitlines()[0]}")
             continue
         for x, y, (*_, truth) in zip(sa, sb, group):
             counted[name] += 1

@@ -1,10 +1,11 @@
 """SRCC / PLCC between predicted quality and MOS, from scores or from pairwise answers.
 
-Pairwise answers become per-image scores two ways: the official "voting" mean (the chosen image
-gets the answer's confidence, the other 1 - confidence, an image's score is the mean) and a
-Bradley-Terry fit, which uses who beat whom rather than only how often an image won, so it is
-the better estimator when the comparison graph is sparse or unbalanced. Both are computed per
-reference group (the official protocol averages over groups) and globally.
+The headline is the official "voting" figure: the chosen image of each full-reference pair gets
+the answer's confidence, the other 1 - confidence, an image's score is the mean of what it got;
+per reference group a 4-parameter logistic is fitted to the MOS and SRCC and PLCC are computed on
+the fitted values; the groups are averaged. A Bradley-Terry fit of the same outcomes (who beat
+whom, not only how often an image won: the better estimator on sparse or unbalanced pairs) is
+reported beside it under its own name, as are predicted ``score`` fields.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from depictqa.eval.parsing import parse_choice
-from depictqa.eval.records import image_path, task_kind
+from depictqa.eval.truth import assessed_key, task_kind
+from depictqa.eval.voting import MosGroups, mos_from_records, official_voting
 
 Pair = tuple[dict[str, Any], dict[str, Any]]
 
@@ -89,16 +91,6 @@ def srcc_plcc(pred: Sequence[float], mos: Sequence[float]) -> dict[str, float]:
     return out
 
 
-def voting_scores(comparisons: Sequence[tuple[str, str, float]]) -> dict[str, float]:
-    """Official voting: each ``(winner, loser, confidence)`` gives the winner ``confidence`` and
-    the loser ``1 - confidence``; an image's score is the mean of what it received."""
-    got: dict[str, list[float]] = defaultdict(list)
-    for win, lose, conf in comparisons:
-        got[win].append(conf)
-        got[lose].append(1.0 - conf)
-    return {k: float(np.mean(v)) for k, v in got.items()}
-
-
 def bradley_terry(comparisons: Sequence[tuple[str, str, float]], l2: float = 1e-2) -> dict[str, float]:
     """Bradley-Terry strengths (log scale, mean 0) from soft outcomes.
 
@@ -132,67 +124,63 @@ def bradley_terry(comparisons: Sequence[tuple[str, str, float]], l2: float = 1e-
     return {n: float(s[idx[n]]) for n in names}
 
 
-def _mos_table(ground_truth: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Image path -> MOS, from assess records with ``mos`` and compare records with ``mos_A/B``."""
-    table: dict[str, float] = {}
-    for rec in ground_truth:
-        if task_kind(rec) == "compare":
-            for key, mkey in (("image_A", "mos_A"), ("image_B", "mos_B")):
-                if rec.get(mkey) is not None and rec.get(key):
-                    table[str(image_path(rec, key))] = float(rec[mkey])
-        elif rec.get("mos") is not None:
-            key = "image_B" if str(rec.get("task", "")).startswith("quality_single_B") else "image_A"
-            if rec.get(key):
-                table[str(image_path(rec, key))] = float(rec["mos"])
-    return table
-
-
-def _summarise(scores_by_group: dict[str, dict[str, float]], mos: dict[str, float]) -> dict[str, Any]:
-    groups, pooled_p, pooled_m = {}, [], []
-    for group, scores in scores_by_group.items():
-        keys = [k for k in scores if k in mos]
+def _summarise(scores: dict[str, float], groups: MosGroups) -> dict[str, Any]:
+    """depictqa's view: SRCC of the raw scores and PLCC after a fit, mean over groups and pooled."""
+    per_group, pooled_p, pooled_m = {}, [], []
+    for ref, mos in groups.items():
+        keys = [k for k in mos if k in scores]
         p, m = [scores[k] for k in keys], [mos[k] for k in keys]
         pooled_p += p
         pooled_m += m
         if len(keys) >= 3:
-            groups[group] = srcc_plcc(p, m)
-    finite = [g for g in groups.values() if not math.isnan(g["srcc"])]
-    return {"per_group_mean": {"srcc": float(np.mean([g["srcc"] for g in finite])) if finite else float("nan"),
-                               "plcc": float(np.mean([g["plcc"] for g in finite])) if finite else float("nan"),
-                               "n_groups": len(finite)},
-            "global": srcc_plcc(pooled_p, pooled_m), "groups": groups}
+            per_group[ref] = srcc_plcc(p, m)
+    finite = [g for g in per_group.values() if not math.isnan(g["srcc"])]
+    return {"per_group_mean": {"srcc": _nanmean([g["srcc"] for g in finite]),
+                               "plcc": _nanmean([g["plcc"] for g in finite]), "n_groups": len(finite)},
+            "global": srcc_plcc(pooled_p, pooled_m), "groups": per_group}
 
 
-def correlation(pairs: Sequence[Pair], ground_truth: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """SRCC/PLCC from ``score`` fields and from pairwise answers (voting and Bradley-Terry).
+def _nanmean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
 
-    Reported headline: the per-reference-group mean (official protocol); global pooled values
-    are given alongside. Images without a MOS are ignored; a source with no data is absent.
+
+def correlation(pairs: Sequence[Pair], ground_truth: Sequence[dict[str, Any]],
+                mos: MosGroups | None = None) -> dict[str, Any]:
+    """SRCC/PLCC against MOS from pairwise answers and from ``score`` fields.
+
+    ``voting`` is the official figure (:func:`official_voting`) over the full-reference pairs.
+    Variants with their own names: ``bradley_terry`` (strengths fitted per reference from the same
+    soft outcomes) and ``score`` (predicted ``score`` fields of assess records), both reported as
+    SRCC of the raw scores and PLCC after a logistic fit, mean over groups and pooled. ``mos``
+    is the official MOS file (:func:`load_mos`); without it MOS comes from the ground-truth fields.
     """
-    mos = _mos_table(ground_truth)
-    result: dict[str, Any] = {"n_images_with_mos": len(mos),
-                              "reported": "mean over reference groups (official); global also shown"}
-    scored: dict[str, dict[str, float]] = defaultdict(dict)
+    groups = mos if mos is not None else mos_from_records(ground_truth)
+    result: dict[str, Any] = {"n_images_with_mos": sum(len(g) for g in groups.values()),
+                              "n_mos_groups": len(groups)}
+    scored: dict[str, float] = {}
     comps: dict[str, list[tuple[str, str, float]]] = defaultdict(list)
-    skipped = 0
+    skipped = no_conf = 0
     for gt, pred in pairs:
-        group = str(gt.get("image_ref") or "no-reference")
         if task_kind(gt) == "assess" and isinstance(pred.get("score"), (int, float)):
-            key = "image_B" if str(gt.get("task", "")).startswith("quality_single_B") else "image_A"
-            scored[group][str(image_path(gt, key))] = float(pred["score"])
+            scored[gt.get(assessed_key(gt))] = float(pred["score"])
         elif task_kind(gt) == "compare":
-            choice = parse_choice(pred.get("text", ""))
+            choice = parse_choice(str(pred.get("text") or ""))
             conf = pred.get("confidence")
             if choice is None or not gt.get("image_ref"):
-                skipped += 1  # official voting uses FR pairs with a readable answer only
+                skipped += 1  # voting uses full-reference pairs with a readable answer only
                 continue
-            a, b = str(image_path(gt, "image_A")), str(image_path(gt, "image_B"))
+            no_conf += not isinstance(conf, (int, float))
+            a, b = gt["image_A"], gt["image_B"]
             win, lose = (a, b) if choice == "A" else (b, a)
-            comps[group].append((win, lose, float(conf) if isinstance(conf, (int, float)) else 1.0))
+            # without a confidence the winner takes the whole vote (the official script without --confidence)
+            comps[str(gt["image_ref"])].append((win, lose, float(conf) if isinstance(conf, (int, float)) else 1.0))
     if scored:
-        result["score"] = _summarise(scored, mos)
+        result["score"] = _summarise(scored, groups)
     if comps:
+        result["n_pairs"] = sum(len(c) for c in comps.values())
         result["n_pairs_skipped"] = skipped
-        result["voting"] = _summarise({g: voting_scores(c) for g, c in comps.items()}, mos)
-        result["bradley_terry"] = _summarise({g: bradley_terry(c) for g, c in comps.items()}, mos)
+        result["n_pairs_without_confidence"] = no_conf
+        result["voting"] = official_voting([c for cs in comps.values() for c in cs], groups)
+        strengths = {k: v for cs in comps.values() for k, v in bradley_terry(cs).items()}
+        result["bradley_terry"] = _summarise(strengths, groups)
     return result

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any, Sequence
 
 from depictqa.eval.parsing import CLEAN, parse_labels
-from depictqa.eval.records import gt_labels, task_kind
+from depictqa.eval.truth import gt_labels, task_kind
 
 Pair = tuple[dict[str, Any], dict[str, Any]]
 BRIEF_MAX_WORDS = 22  # official: answers under 22 words count as brief

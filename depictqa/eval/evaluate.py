@@ -12,11 +12,20 @@ METRICS = ("identification", "rating", "confidence", "correlation", "description
 
 
 def evaluate(pairs: list[tuple[dict[str, Any], dict[str, Any]]], ground_truth: list[dict[str, Any]],
-             metrics: list[str], use_embeddings: bool = True) -> dict[str, Any]:
-    """Compute the named metrics on matched pairs; returns ``{metric: result dict}``."""
-    from depictqa.eval import correlation as corr
-    from depictqa.eval import description as desc
-    from depictqa.eval import metrics as m
+             metrics: list[str], use_embeddings: bool = True,
+             mos: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+    """Compute the named metrics on matched pairs; returns ``{metric: result dict}``.
+
+    ``mos``: the official MOS file read by :func:`depictqa.eval.voting.load_mos` (reference ->
+    {image path: MOS}); without it ``correlation`` takes MOS from the ground-truth fields.
+    """
+    # importlib, not ``from depictqa.eval import correlation``: the package re-exports functions
+    # under the submodules' names, so the attribute is the function, not the module
+    from importlib import import_module
+
+    corr = import_module("depictqa.eval.correlation")
+    desc = import_module("depictqa.eval.description")
+    m = import_module("depictqa.eval.metrics")
 
     results: dict[str, Any] = {}
     ident = rate = None
@@ -31,7 +40,7 @@ def evaluate(pairs: list[tuple[dict[str, Any], dict[str, Any]]], ground_truth: l
     if "confidence" in metrics:
         results["confidence"] = m.confidence((ident or {}).get("items", []) + (rate or {}).get("items", []))
     if "correlation" in metrics:
-        results["correlation"] = corr.correlation(pairs, ground_truth)
+        results["correlation"] = corr.correlation(pairs, ground_truth, mos)
     if "description" in metrics:
         results["description"] = desc.description(pairs, use_embeddings=use_embeddings)
     return results

@@ -12,7 +12,8 @@ from collections import Counter, defaultdict
 from typing import Any, Iterable, Sequence
 
 from depictqa.eval.parsing import CATEGORIES, CLEAN, labels_of, parse_choice, parse_labels
-from depictqa.eval.records import gt_labels, gt_severity, task_kind
+from depictqa.eval.truth import (gt_choice, gt_choice_answer, gt_label_answer, gt_labels, gt_severity,
+                                 is_multi_distortion, task_kind)
 
 Pair = tuple[dict[str, Any], dict[str, Any]]
 CONFIDENCE_EDGES: tuple[float, ...] = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
@@ -59,43 +60,70 @@ def _confusion_column(pred: set[str]) -> str:
     return next(iter(pred)) if len(pred) == 1 else "multiple"
 
 
+def official_single_score(pred_text: str, gt_answer: str) -> float:
+    """Official single-distortion (and rating) rule: exact match after stripping, case included."""
+    return float(str(pred_text).strip() == str(gt_answer).strip())
+
+
+def official_multi_score(pred_text: str, gt_answer: str) -> float:
+    """Official multi-distortion rule on the answer text: labels are the pieces between "and"
+    (stripped, lower-cased); the same set scores 1, else each predicted label found in the truth
+    scores 1/max(|pred|, |gt|). Split on the bare substring "and", as the official script does."""
+    pred = sorted({p.strip().lower() for p in str(pred_text).strip().split("and")})
+    gt = sorted(g.strip().lower() for g in str(gt_answer).strip().split("and"))
+    if pred == gt:
+        return 1.0
+    return sum(1.0 / max(len(pred), len(gt)) for p in pred if p in gt)
+
+
 def identification(pairs: Sequence[Pair]) -> dict[str, Any]:
     """Identification accuracy over assess records, split into single- and multi-distortion.
 
-    Single-distortion (incl. clean) images score by exact match; multi-distortion images get the
-    official partial credit. Breakdowns by category and severity, and a confusion matrix over
-    single-distortion images, come with it. ``items`` keeps per-record scores for calibration.
+    Headline (official): ``single_accuracy`` is the exact match of the stripped answer with the
+    bare label answer; ``multi_accuracy`` the official multi-distortion rule on the answer text
+    (records from multi-distortion metas, or whose truth has two or more labels). Variants with
+    their own names: ``*_partial_credit`` read labels out of free text (sentences, older label
+    wordings) and give partial credit to every image. Breakdowns by category and severity use the
+    official score; the confusion matrix (single-distortion images) the labels read.
+    ``items`` keeps per-record scores for calibration.
     """
-    single, multi, items = [], [], []
+    single, multi, single_pc, multi_pc, items = [], [], [], [], []
     by_cat: dict[str, list[float]] = defaultdict(list)
     by_sev: dict[str, list[float]] = defaultdict(list)
     confusion: Counter[tuple[str, str]] = Counter()
-    unparsed = 0
+    unparsed = no_truth = 0
     for gt, pred in pairs:
-        if task_kind(gt) != "assess":
+        if task_kind(gt) != "assess" or gt.get("style") in ("level", "brief", "detail"):
+            continue  # label questions only: sentence answers are scored by `description`
+        truth = gt_labels(gt)
+        if not truth:
+            no_truth += 1  # neither distortion fields nor an answer: nothing to score against
             continue
-        truth, found = gt_labels(gt), parse_labels(pred.get("text", ""))
+        text = str(pred.get("text") or "")
+        found = parse_labels(text)
         unparsed += not found
-        score = identification_score(found, truth)
+        is_multi = is_multi_distortion(gt)
+        rule = official_multi_score if is_multi else official_single_score
+        score = rule(text, gt_label_answer(gt))
+        credit = identification_score(found, truth)
         items.append({"id": gt["id"], "score": score, "correct": score == 1.0,
                       "confidence": pred.get("confidence")})
-        if len(truth) <= 1:
-            single.append(score)
-            label = next(iter(truth))
+        (multi if is_multi else single).append(score)
+        (multi_pc if is_multi else single_pc).append(credit)
+        for label in truth:
             by_cat[label].append(score)
-            confusion[(label, _confusion_column(found))] += 1
-        else:
-            multi.append(score)
-            for label in truth:
-                by_cat[label].append(score)
+        if not is_multi:
+            confusion[(next(iter(truth)), _confusion_column(found))] += 1
         sev = gt_severity(gt)
         by_sev["clean" if truth == {CLEAN} else str(sev) if sev is not None else "unknown"].append(score)
     rows = [c for c in (*CATEGORIES, CLEAN) if any(r == c for r, _ in confusion)]
+    rows += sorted({r for r, _ in confusion} - set(rows))
     cols = rows + sorted({c for _, c in confusion if c not in rows})
     return {
         "n": len(items), "n_single": len(single), "n_multi": len(multi), "n_unparsed": unparsed,
-        "single_accuracy": _mean(single), "multi_accuracy": _mean(multi),
-        "accuracy": _mean(single + multi),
+        "n_no_truth": no_truth,
+        "single_accuracy": _mean(single), "multi_accuracy": _mean(multi), "accuracy": _mean(single + multi),
+        "single_partial_credit": _mean(single_pc), "multi_partial_credit": _mean(multi_pc),
         "per_category": {k: {"n": len(v), "accuracy": _mean(v)} for k, v in sorted(by_cat.items())},
         "per_severity": {k: {"n": len(v), "accuracy": _mean(v)} for k, v in sorted(by_sev.items())},
         "confusion": {"rows": rows, "cols": cols,
@@ -105,60 +133,79 @@ def identification(pairs: Sequence[Pair]) -> dict[str, Any]:
 
 
 def rating(pairs: Sequence[Pair]) -> dict[str, Any]:
-    """A/B accuracy over compare records. Unparseable answers count as wrong and are reported;
-    gt ties (``A_better_B`` null) are skipped and counted."""
-    hits, items, unparsed, ties, fr_hits, nr_hits = [], [], 0, 0, [], []
+    """A/B accuracy over compare records.
+
+    ``accuracy`` (official): the stripped answer equals "Image A" / "Image B" exactly.
+    ``accuracy_parsed_choice``: the choice read from free text (sentences too) is right;
+    unreadable answers count as wrong (``n_unparsed``). The truth is ``A_better_B``, or the
+    ground-truth answer when the record has no ``A_better_B``; ties (``A_better_B`` null) and
+    records with no truth at all are skipped and counted.
+    """
+    items, unparsed, ties, no_truth = [], 0, 0, 0
+    exact, parsed, fr, nr = [], [], [], []
     for gt, pred in pairs:
         if task_kind(gt) != "compare":
             continue
-        a_better = gt.get("A_better_B")
-        if a_better is None:
-            ties += 1
+        truth = gt_choice(gt)
+        if truth in ("tie", None):
+            ties += truth == "tie"
+            no_truth += truth is None
             continue
-        choice = parse_choice(pred.get("text", ""))
+        text = str(pred.get("text") or "")
+        choice = parse_choice(text)
         unparsed += choice is None
-        hit = choice == ("A" if a_better else "B")
-        hits.append(hit)
-        (fr_hits if gt.get("image_ref") else nr_hits).append(hit)
-        items.append({"id": gt["id"], "correct": hit, "choice": choice,
+        hit = official_single_score(text, gt_choice_answer(gt))
+        exact.append(hit)
+        parsed.append(float(choice == truth))
+        (fr if gt.get("image_ref") else nr).append(hit)
+        items.append({"id": gt["id"], "score": hit, "correct": hit == 1.0, "choice": choice,
                       "confidence": pred.get("confidence")})
-    parsed = [h for h, it in zip(hits, items) if it["choice"] is not None]
-    return {"n": len(hits), "n_unparsed": unparsed, "n_ties_skipped": ties,
-            "accuracy": _mean([float(h) for h in hits]),
-            "accuracy_parsed": _mean([float(h) for h in parsed]),
-            "accuracy_fr": _mean([float(h) for h in fr_hits]),
-            "accuracy_nr": _mean([float(h) for h in nr_hits]), "items": items}
+    return {"n": len(exact), "n_unparsed": unparsed, "n_ties_skipped": ties, "n_no_truth": no_truth,
+            "accuracy": _mean(exact), "accuracy_parsed_choice": _mean(parsed),
+            "accuracy_fr": _mean(fr), "accuracy_nr": _mean(nr), "items": items}
+
+
+def _official_bin(conf: float, edges: Sequence[float]) -> int:
+    """The official bin of a confidence: ``lo < c <= hi`` after rounding to 6 digits (the
+    official scripts round because confidences can exceed 1 by float error); 0 joins the first."""
+    c = round(conf, 6)
+    for i, hi in enumerate(edges[1:]):
+        if c <= hi:
+            return i
+    return len(edges) - 2
 
 
 def confidence(items: Sequence[dict[str, Any]],
                edges: Sequence[float] = CONFIDENCE_EDGES, n_bins: int = 10) -> dict[str, Any]:
-    """Accuracy per confidence bin and expected calibration error.
+    """Accuracy per confidence bin (official) and expected calibration error.
 
-    ``items`` are ``{"confidence": float | None, "correct": bool}`` (from :func:`identification`
-    and :func:`rating`). Items without a confidence are counted, not scored. ``ece`` is
-    torchmetrics' L1 calibration error on ``n_bins`` uniform bins; ``ece_official_bins`` uses the
-    official uneven edges, which torchmetrics cannot take, so it is summed here.
+    ``items`` are ``{"confidence": float | None, "score": float, "correct": bool}`` (from
+    :func:`identification` and :func:`rating`). A bin's accuracy is the mean official score of its
+    items (so multi-distortion partial credit counts as the official script counts it); bins are
+    ``(lo, hi]`` as there. Items without a confidence are counted, not scored. ``ece`` is
+    torchmetrics' L1 calibration error on ``n_bins`` uniform bins with ``correct`` (score 1) as the
+    target; ``ece_official_bins`` uses the official uneven edges, which torchmetrics cannot take,
+    so it is summed here.
     """
     import torch
     from torchmetrics.functional.classification import binary_calibration_error
 
-    scored = [(float(it["confidence"]), bool(it["correct"])) for it in items
-              if isinstance(it.get("confidence"), (int, float))]
+    scored = [(float(it["confidence"]), float(it.get("score", it.get("correct", 0))), bool(it.get("correct")))
+              for it in items if isinstance(it.get("confidence"), (int, float))]
     missing = len(items) - len(scored)
-    bins = []
-    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        last = i == len(edges) - 2
-        inside = [(c, y) for c, y in scored if lo <= c < hi or (last and c == hi)]
-        bins.append({"lo": lo, "hi": hi, "n": len(inside),
-                     "accuracy": _mean([float(y) for _, y in inside]),
-                     "mean_confidence": _mean([c for c, _ in inside])})
+    grouped: list[list[tuple[float, float]]] = [[] for _ in edges[1:]]
+    for c, score, _ in scored:
+        grouped[_official_bin(c, edges)].append((c, score))
+    bins = [{"lo": lo, "hi": hi, "n": len(inside), "accuracy": _mean([y for _, y in inside]),
+             "mean_confidence": _mean([c for c, _ in inside])}
+            for lo, hi, inside in zip(edges[:-1], edges[1:], grouped)]
     result: dict[str, Any] = {"n": len(scored), "n_missing_confidence": missing, "bins": bins,
                               "ece": float("nan"), "ece_official_bins": float("nan"),
-                              "accuracy": _mean([float(y) for _, y in scored]),
-                              "mean_confidence": _mean([c for c, _ in scored])}
+                              "accuracy": _mean([y for _, y, _ in scored]),
+                              "mean_confidence": _mean([c for c, _, _ in scored])}
     if scored:
-        conf = torch.tensor([min(max(c, 0.0), 1.0) for c, _ in scored])
-        target = torch.tensor([int(y) for _, y in scored])
+        conf = torch.tensor([min(max(c, 0.0), 1.0) for c, _, _ in scored])
+        target = torch.tensor([int(ok) for _, _, ok in scored])
         result["ece"] = float(binary_calibration_error(conf, target, n_bins=n_bins, norm="l1"))
         result["ece_official_bins"] = sum(
             b["n"] / len(scored) * abs(b["accuracy"] - b["mean_confidence"])

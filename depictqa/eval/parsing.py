@@ -15,33 +15,40 @@ import re
 from functools import lru_cache
 from typing import Iterable, Literal
 
-from depictqa.labels import CLEAN, LABELS
+from depictqa import labels as _labels
+from depictqa.labels import CLEAN, DISTORTIONS, LABELS
 
 CATEGORIES: tuple[str, ...] = LABELS
 
 
-# Phrase -> category. Keys are regular expressions over normalised text (lower case, single
+def _label(key: str) -> str:
+    """The answer label of category ``key`` (whatever wording :mod:`depictqa.labels` gives it)."""
+    return DISTORTIONS[key][0]
+
+
+# Phrase -> category key. Keys are regular expressions over normalised text (lower case, single
 # spaces, no punctuation). Longer phrases are tried first so "overly high brightness" is not read
-# as the ambiguous "brightness". Extend with ``register_synonym`` for other datasets' wording.
+# as the ambiguous "brightness". Both the official answer labels ("Overly high contrast") and the
+# older depictqa labels ("Contrast strengthen") are here. Extend with ``register_synonym``.
 _PHRASES: dict[str, str] = {
-    r"motion blur\w*|gaussian blur\w*|defocus\w*|out of focus|blur\w*|unsharp|not sharp": "Blur",
-    r"nois\w*|grain\w*|speckle\w*": "Noise",
-    r"compress\w*|jpeg\w*|jpg|block\w* artifact\w*|blocking|blockiness": "Compression",
+    r"motion blur\w*|gaussian blur\w*|defocus\w*|out of focus|blur\w*|unsharp|not sharp": "blur",
+    r"nois\w*|grain\w*|speckle\w*": "noise",
+    r"compress\w*|jpeg\w*|jpg|block\w* artifact\w*|blocking|blockiness": "compression",
     r"overly high brightness|too bright|overexpos\w*|over exposed|brighten\w*|excessive brightness|"
-    r"high brightness|washed out": "Brighten",
+    r"high brightness|washed out": "brighten",
     r"insufficient brightness|low brightness|too dark|underexpos\w*|under exposed|darken\w*|"
-    r"dim\b|low light": "Darken",
+    r"dim\b|low light": "darken",
     r"overly high contrast|excessive contrast|high contrast|contrast strengthen\w*|"
-    r"increased contrast|too much contrast": "Contrast strengthen",
+    r"increased contrast|too much contrast": "contrast_strengthen",
     r"insufficient contrast|low contrast|contrast weaken\w*|reduced contrast|lack of contrast|"
-    r"flat contrast": "Contrast weaken",
+    r"flat contrast": "contrast_weaken",
     r"overly high saturation|oversaturat\w*|over saturat\w*|excessive saturation|"
-    r"high saturation|saturate strengthen\w*|saturation strengthen\w*": "Saturate strengthen",
+    r"high saturation|saturate strengthen\w*|saturation strengthen\w*": "saturate_strengthen",
     r"insufficient saturation|undersaturat\w*|under saturat\w*|desaturat\w*|low saturation|"
-    r"saturate weaken\w*|saturation weaken\w*|washed out colou?rs": "Saturate weaken",
-    r"oversharp\w*|over sharp\w*|excessive sharpening|halo\w*": "Oversharpen",
-    r"pixel\w*|mosaic": "Pixelate",
-    r"colou?r quantization|quantiz\w*|quantis\w*|posteriz\w*|banding|colou?r banding": "Quantization",
+    r"saturate weaken\w*|saturation weaken\w*|washed out colou?rs": "saturate_weaken",
+    r"oversharp\w*|over sharp\w*|excessive sharpening|halo\w*": "oversharpen",
+    r"pixel\w*|mosaic": "pixelate",
+    r"colou?r quantization|quantiz\w*|quantis\w*|posteriz\w*|banding|colou?r banding": "quantization",
 }
 _CLEAN_PHRASES = (r"none|no distortions?|clean|pristine|undistorted|no (?:visible |obvious )?"
                   r"(?:quality )?(?:issues?|degradations?|artifacts?)|distortion free")
@@ -51,11 +58,48 @@ _NEGATIONS = {"no", "not", "without", "free", "lacks", "lack", "absence", "nor",
 
 
 def register_synonym(pattern: str, category: str) -> None:
-    """Map the regular expression ``pattern`` (over normalised text) to ``category``."""
-    if category not in CATEGORIES:
-        raise ValueError(f"unknown category {category!r}; valid: {', '.join(CATEGORIES)}")
-    _PHRASES[pattern] = category
+    """Map the regular expression ``pattern`` (over normalised text) to ``category`` (an answer
+    label such as "Blur", or a category key such as "blur")."""
+    key = category_key(category)
+    if key is None:
+        raise ValueError(f"unknown category {category!r}; valid: {', '.join(CATEGORIES)} "
+                         f"(or the keys {', '.join(DISTORTIONS)})")
+    _PHRASES[pattern] = key
     _compiled.cache_clear()
+
+
+def _exact_names() -> dict[str, str]:
+    """Normalised name -> category key, for every name a label field may hold: the key itself
+    ("contrast_weaken"), its answer label, its phrase, and the older labels in ``LEGACY_LABELS``."""
+    names = {normalise(key): key for key in DISTORTIONS}
+    # the phrases ("overly high contrast", "pixelation") are the official answer labels in lower case
+    names.update({normalise(phrase): key for key, (_, phrase) in DISTORTIONS.items()})
+    names.update({normalise(label): key for key, (label, _) in DISTORTIONS.items()})
+    legacy = getattr(_labels, "LEGACY_LABELS", {})
+    names.update({normalise(old): key for old, key in legacy.items() if key in DISTORTIONS})
+    return names
+
+
+def category_key(name: str) -> str | None:
+    """The category key a bare label or key names exactly ("Overly high contrast", "Contrast
+    strengthen", "contrast_strengthen" -> "contrast_strengthen"); ``None`` if it names none."""
+    return _exact_names().get(normalise(name))
+
+
+def exact_label(name: str) -> str | None:
+    """A bare label in any official or older wording -> today's answer label ("None" for clean);
+    ``None`` when ``name`` is not exactly a label (a sentence, an unknown word)."""
+    if normalise(name) == "none":
+        return CLEAN
+    key = category_key(name)
+    return None if key is None else _label(key)
+
+
+def label_answer(text: str) -> set[str] | None:
+    """The labels of a bare label answer ("Blur and noise", "Overly high brightness"); ``None``
+    when ``text`` is not one (a sentence or an unknown word)."""
+    found = {exact_label(piece) for piece in re.split(r"\band\b|,", str(text))}
+    return None if None in found or not text.strip() else found  # type: ignore[return-value]
 
 
 def normalise(text: str) -> str:
@@ -68,9 +112,11 @@ def normalise(text: str) -> str:
 @lru_cache(maxsize=1)
 def _compiled() -> list[tuple[re.Pattern[str], str]]:
     items = []
-    for pattern, category in _PHRASES.items():
+    for pattern, key in _PHRASES.items():
         for alt in pattern.split("|"):
-            items.append((alt, category))
+            items.append((alt, _label(key)))
+    for name, key in _exact_names().items():  # older labels ("Brighten") and keys read in sentences too
+        items.append((re.escape(name), _label(key)))
     # longest alternative first, so specific phrases win over their sub-words
     items.sort(key=lambda kv: -len(kv[0]))
     return [(re.compile(rf"\b(?:{alt})\b"), cat) for alt, cat in items]
@@ -81,9 +127,8 @@ def canonical_label(label: str) -> str | None:
     norm = normalise(label)
     if re.fullmatch(_CLEAN_PHRASES, norm):
         return CLEAN
-    for cat in CATEGORIES:
-        if norm == cat.lower():
-            return cat
+    if exact_label(label) is not None:
+        return exact_label(label)
     found = parse_labels(label)
     return next(iter(found)) if len(found) == 1 else None
 

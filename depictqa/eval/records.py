@@ -1,9 +1,10 @@
 """Loading predictions and ground truth in the official formats, and pairing them by ``id``.
 
 Predictions: a JSON list (or ``.jsonl``) of ``{"id", "text", "confidence", ["probabilities"],
-["score"], ["error"]}``. Ground truth: the official inference/test JSON, a list of ``{"id",
-"image_ref", "image_A", "image_B", "query", "answer", "task", "style", "distortions", ...}``.
-Every problem is an :class:`EvalInputError` whose message names the file and the record.
+["score"], ["error"]}``. Ground truth: an official inference/test meta, a list of ``{"id",
+"image_ref", "image_A", "image_B", "query", "answer", ...}`` with the truth fields of any official
+variant (read by :mod:`depictqa.eval.truth`). Every problem is an :class:`EvalInputError` whose
+message names the file, the record (index and id) and, for ground truth, the field.
 """
 
 from __future__ import annotations
@@ -13,11 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from depictqa.eval.parsing import CLEAN, labels_of
-
-COMPARE_TASKS = {"quality_compare", "quality_compare_noref", "compare"}
-ASSESS_TASKS = {"quality_single_A", "quality_single_B", "quality_single_A_noref",
-                "quality_single_B_noref", "assess"}
+from depictqa.eval.truth import RecordError, check_record
 
 
 class EvalInputError(ValueError):
@@ -55,10 +52,16 @@ def _read_json_records(path: str | Path, what: str) -> list[dict[str, Any]]:
 
 
 def load_predictions(path: str | Path) -> list[dict[str, Any]]:
-    """Read an official output file (``.json`` list or ``.jsonl``); ids become strings."""
+    """Read an official output file (``.json`` list or ``.jsonl``); ids become strings.
+
+    A failed record (``error`` set) from older depictqa versions has ``"text": null``; it is read
+    as ``""`` (a wrong answer), as a current one is written.
+    """
     records = _read_json_records(path, "prediction")
     for i, rec in enumerate(records):
         rec["id"] = str(rec["id"])
+        if rec.get("text") is None and rec.get("error"):
+            rec["text"] = ""
         if not isinstance(rec.get("text", ""), str):
             raise EvalInputError(f"prediction file {path}: record {i} ({rec['id']}) 'text' "
                                  "is not a string")
@@ -77,9 +80,13 @@ def load_ground_truth(path: str | Path) -> list[dict[str, Any]]:
     """Read an official test JSON; ids become strings and ``_root`` records the file's folder."""
     records = _read_json_records(path, "ground-truth")
     root = str(Path(path).resolve().parent)
-    for rec in records:
+    for i, rec in enumerate(records):
         rec["id"] = str(rec["id"])
         rec.setdefault("_root", root)
+        try:
+            check_record(rec)
+        except RecordError as err:
+            raise EvalInputError(f"ground-truth file {path}: record {i} ({rec['id']}): {err}") from None
     _refuse_repeated_ids(records, path, "ground-truth")
     return records
 
@@ -105,53 +112,8 @@ def match(predictions: list[dict[str, Any]], ground_truth: list[dict[str, Any]])
     return Matched(pairs, missing, extra)
 
 
-def task_kind(record: dict[str, Any]) -> str:
-    """``"assess"``, ``"compare"`` or ``"caption"`` from an official or depictqa task name."""
-    task = record.get("task") or record.get("task_type") or ""
-    if task in COMPARE_TASKS:
-        return "compare"
-    if task in ASSESS_TASKS:
-        return "assess"
-    if task in ("description", "caption"):
-        return "caption"
-    # no task field: a record with two distorted images is a comparison
-    return "compare" if record.get("image_A") and record.get("image_B") else "assess"
-
-
 def is_full_reference(record: dict[str, Any]) -> bool:
     return bool(record.get("image_ref"))
-
-
-def gt_distortions(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """The assessed image's distortion list (``distortions`` or the A/B list its task names)."""
-    if isinstance(record.get("distortions"), list):
-        return record["distortions"]
-    task = record.get("task") or ""
-    key = "distortions_B" if task.startswith("quality_single_B") else "distortions_A"
-    if isinstance(record.get(key), list):
-        return record[key]
-    if record.get("distortion_class"):
-        return [{"category": record["distortion_class"], "subtype": record.get("distortion_name"),
-                 "severity": record.get("severity")}]
-    return []
-
-
-def gt_labels(record: dict[str, Any]) -> set[str]:
-    """Ground-truth categories of an assess record; ``{"None"}`` for a clean image."""
-    dists = gt_distortions(record)
-    if dists:
-        return labels_of([d.get("category") or d.get("subtype") or "" for d in dists])
-    if "distortions" in record or record.get("distortion_class", "") is None:
-        return {CLEAN}
-    if record.get("style") == "single" and record.get("answer"):
-        return labels_of(record["answer"])
-    return {CLEAN}
-
-
-def gt_severity(record: dict[str, Any]) -> int | None:
-    dists = gt_distortions(record)
-    sev = dists[0].get("severity") if dists else record.get("severity")
-    return int(sev) if isinstance(sev, (int, float)) else None
 
 
 def image_path(record: dict[str, Any], key: str) -> Path | None:

@@ -1,8 +1,8 @@
-"""Rendering evaluation results: a markdown report, PNG figures and a W&B table.
+"""Rendering evaluation results: a markdown report, PNG figures and W&B tables.
 
 ``results`` is the dict :func:`depictqa.eval.evaluate.evaluate` builds, one key per metric
 (``identification``, ``rating``, ``confidence``, ``correlation``, ``description``, ``baselines``,
-``matching``). matplotlib runs on the Agg backend so reports render on headless nodes.
+``matching``). The figures are drawn by :mod:`depictqa.eval.figures`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
+
+from depictqa.eval.figures import plot_confusion, plot_examples, plot_reliability, plot_severity
 
 
 def _fmt(v: Any) -> str:
@@ -32,7 +34,10 @@ def headline(results: dict[str, Any]) -> dict[str, float | int]:
             for name, acc in body.get("accuracy", {}).items():
                 flat[f"baselines/{name}"] = acc
         if section == "correlation":
-            for src in ("score", "voting", "bradley_terry"):
+            if "voting" in body:  # the official figure
+                for k in ("srcc", "plcc", "n_groups"):
+                    flat[f"correlation/voting/{k}"] = body["voting"][k]
+            for src in ("score", "bradley_terry"):
                 if src in body:
                     for k in ("srcc", "plcc"):
                         flat[f"correlation/{src}/group_mean_{k}"] = body[src]["per_group_mean"][k]
@@ -54,7 +59,7 @@ def markdown(results: dict[str, Any]) -> str:
     if conf and conf.get("bins"):
         lines += ["", "## Accuracy by confidence", "", "| bin | n | accuracy | mean confidence |",
                   "|---|---|---|---|"]
-        lines += [f"| [{b['lo']}, {b['hi']}) | {b['n']} | {_fmt(b['accuracy'])} | "
+        lines += [f"| ({b['lo']}, {b['hi']}] | {b['n']} | {_fmt(b['accuracy'])} | "
                   f"{_fmt(b['mean_confidence'])} |" for b in conf["bins"]]
     notes = [n for body in results.values() if isinstance(body, dict)
              for n in (body.get("notes") or []) if isinstance(n, str)]
@@ -63,65 +68,6 @@ def markdown(results: dict[str, Any]) -> str:
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_confusion(ident: dict[str, Any], path: Path) -> Path:
-    plt = _plt()
-    conf = ident["confusion"]
-    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(conf["cols"]), 1 + 0.5 * len(conf["rows"])))
-    ax.imshow(conf["counts"], cmap="Blues")
-    ax.set_xticks(range(len(conf["cols"])), conf["cols"], rotation=60, ha="right")
-    ax.set_yticks(range(len(conf["rows"])), conf["rows"])
-    for i, row in enumerate(conf["counts"]):
-        for j, n in enumerate(row):
-            if n:
-                ax.text(j, i, str(n), ha="center", va="center", fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("ground truth")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def plot_reliability(conf: dict[str, Any], path: Path) -> Path:
-    plt = _plt()
-    bins = [b for b in conf["bins"] if b["n"]]
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-    ax.bar([(b["lo"] + b["hi"]) / 2 for b in bins], [b["accuracy"] for b in bins],
-           width=[b["hi"] - b["lo"] for b in bins], edgecolor="k", alpha=0.7, label="accuracy")
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"ECE {_fmt(conf['ece'])}")
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def plot_severity(ident: dict[str, Any], path: Path) -> Path:
-    plt = _plt()
-    keys = list(ident["per_severity"])
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
-    ax.bar(keys, [ident["per_severity"][k]["accuracy"] for k in keys])
-    ax.set_xlabel("severity")
-    ax.set_ylabel("identification accuracy")
-    ax.set_ylim(0, 1)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def write_report(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
@@ -144,9 +90,33 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     return written
 
 
+def tables(results: dict[str, Any]) -> dict[str, tuple[list[str], list[list[Any]]]]:
+    """The report's tables as ``{name: (columns, rows)}``: the headline, identification by
+    category and by severity, accuracy by confidence bin, and correlation per reference group."""
+    out: dict[str, tuple[list[str], list[list[Any]]]] = {
+        "summary": (["metric", "value"], [[k, v] for k, v in headline(results).items()])}
+    ident = results.get("identification") or {}
+    for key in ("per_category", "per_severity"):
+        if ident.get(key):
+            out[f"identification_{key}"] = (["group", "n", "accuracy"],
+                                            [[k, v["n"], v["accuracy"]] for k, v in ident[key].items()])
+    conf = results.get("confidence") or {}
+    if conf.get("bins"):
+        out["confidence_bins"] = (["lo", "hi", "n", "accuracy", "mean_confidence"],
+                                  [[b["lo"], b["hi"], b["n"], b["accuracy"], b["mean_confidence"]] for b in conf["bins"]])
+    voting = (results.get("correlation") or {}).get("voting") or {}
+    if voting.get("groups"):
+        out["voting_groups"] = (["reference", "n", "srcc", "plcc", "logistic_fit"],
+                                [[ref, g["n"], g["srcc"], g["plcc"], g["logistic_fit"]]
+                                 for ref, g in voting["groups"].items()])
+    return out
+
+
 def log_to_wandb(results: dict[str, Any], logger_or_run: Any,
-                 examples: Sequence[dict[str, Any]] | None = None) -> None:
-    """Log the headline numbers as a W&B table (plus examples with images, answer and truth).
+                 examples: Sequence[dict[str, Any]] | None = None,
+                 figures: Sequence[str | Path] = ()) -> None:
+    """Log the report to W&B: headline numbers as metrics, every table of :func:`tables`, the
+    figures (PNG paths, e.g. from :func:`write_report`) as images, and optional examples.
 
     ``logger_or_run`` is a Lightning ``WandbLogger`` (its ``.experiment``) or a ``wandb`` run.
     ``examples`` are dicts with ``id``, ``text``, ``answer`` and optional ``image`` (path/array).
@@ -154,10 +124,11 @@ def log_to_wandb(results: dict[str, Any], logger_or_run: Any,
     import wandb
 
     run = getattr(logger_or_run, "experiment", logger_or_run)
-    flat = headline(results)
-    table = wandb.Table(columns=["metric", "value"], data=[[k, v] for k, v in flat.items()])
-    payload: dict[str, Any] = {"eval/summary": table}
-    payload.update({f"eval/{k}": v for k, v in flat.items()})
+    payload: dict[str, Any] = {f"eval/{k}": v for k, v in headline(results).items()}
+    for name, (columns, rows) in tables(results).items():
+        payload[f"eval/{name}"] = wandb.Table(columns=columns, data=rows)
+    for fig in figures:
+        payload[f"eval/figures/{Path(fig).stem}"] = wandb.Image(str(fig))
     if examples:
         rows = [[ex.get("id"), wandb.Image(ex["image"]) if ex.get("image") is not None else None,
                  ex.get("text"), ex.get("answer"), json.dumps(ex.get("truth", {}), default=str)]

@@ -9,7 +9,7 @@ import torch
 
 from depictqa.batch import Batch
 from depictqa.eval.metrics import identification_accuracy, rating_accuracy
-from depictqa.eval.records import gt_labels
+from depictqa.eval.truth import gt_labels
 from depictqa.prompts import IGNORE
 
 

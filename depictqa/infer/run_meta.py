@@ -2,8 +2,8 @@
 
 The ``depictqa infer`` command (``depictqa/commands/infer.py``) checks its options, reads the meta
 and opens the partial results (:mod:`depictqa.infer.meta`), then calls :func:`answer_entries`.
-Records keep the official keys ``{id, text, confidence}``; a failed item keeps them with nulls and
-adds ``error``.
+Records keep the official keys ``{id, text, confidence}``; a failed item has ``text`` "" (a string,
+so the official scripts can read the file), ``confidence`` null and an ``error``.
 """
 
 from __future__ import annotations
@@ -74,9 +74,11 @@ def answer_requests(assessor: Any, requests: list[Any], *, mode: str = "text", s
 
 
 def record(eid: str, error: str | None, **fields: Any) -> dict[str, Any]:
-    """An output record; an error record keeps the official keys with null values."""
+    """An output record. An error record keeps the official keys, ``text`` an empty string (the
+    official evaluation scripts call ``text.strip()``) and ``confidence`` null, and says what went
+    wrong in ``error``."""
     if error:
-        return {"id": eid, "text": None, "confidence": None, "error": error}
+        return {"id": eid, "text": "", "confidence": None, "error": error}
     rec = {"id": eid, "text": fields.pop("text"), "confidence": fields.pop("confidence")}
     rec.update({k: v for k, v in fields.items() if v is not None})
     return rec

@@ -58,6 +58,66 @@ def test_correlation_from_pairwise_answers(tmp_path):
                        "_root": str(tmp_path)})
             preds.append({"id": gid, "text": "Image B", "confidence": 0.8})
     r = correlation(match(preds, gt).pairs, gt)
-    for est in ("voting", "bradley_terry"):
-        assert r[est]["per_group_mean"]["srcc"] == pytest.approx(1.0)
-        assert r[est]["global"]["n"] == 5
+    assert r["voting"]["srcc"] == pytest.approx(1.0, abs=1e-5) and r["voting"]["n_groups"] == 1
+    assert r["bradley_terry"]["per_group_mean"]["srcc"] == pytest.approx(1.0)
+    assert r["bradley_terry"]["global"]["n"] == 5
+
+
+# An image's voting score is what it received; one pair per image against an image outside the
+# MOS file sets it exactly. Scores 0 and .05, and .95 and 1, lie far out on the logistic's tails.
+TIE_SCORES = [0.0, 0.05, 0.495, 0.5, 0.505, 0.95, 1.0]
+TIE_MOS = [1.2, 0.8, 2.0, 3.0, 4.0, 5.2, 4.8]
+
+
+def mos_tie_fixture(tmp_path):
+    """A refAB meta, answers and an official MOS file whose logistic fit saturates.
+
+    By hand: the least-squares logistic has b1 = 5, b2 = 1 (the tail means), b3 = .5 and
+    b4 = .005 / ln 3, which passes exactly through the middle three points, so the fitted values
+    are [1, 1, 2, 3, 4, 5, 5]: the tails TIE. SRCC(fitted, MOS): ranks [1.5, 1.5, 3, 4, 5, 6.5, 6.5]
+    vs [2, 1, 3, 4, 5, 7, 6] -> 27 / sqrt(27 * 28) = sqrt(27/28). PLCC(fitted, MOS) = 18 /
+    sqrt(18 * 18.16). The SRCC of the raw scores is 1 - 6 * 4 / (7 * 48) = 13/14 instead.
+    """
+    import json
+
+    gt, preds = [], []
+    for i, s in enumerate(TIE_SCORES):
+        gt.append({"id": f"p{i}", "image_ref": "ref.png", "image_A": f"d{i}.png", "image_B": f"other{i}.png",
+                   "query": "Which is better?"})
+        preds.append({"id": f"p{i}", "text": "Image A" if s >= 0.5 else "Image B",
+                      "confidence": s if s >= 0.5 else 1 - s})
+    mos = {"ref.png": {"dist_paths": [f"d{i}.png" for i in range(7)], "mos_list": TIE_MOS}}
+    for name, data in (("gt.json", gt), ("pred.json", preds), ("mos.json", mos)):
+        (tmp_path / name).write_text(json.dumps(data))
+    return tmp_path / "pred.json", tmp_path / "gt.json", tmp_path / "mos.json"
+
+
+def test_official_voting_computes_srcc_on_the_fitted_values(tmp_path):
+    from depictqa.eval import load_ground_truth, load_mos, load_predictions, official_srcc_plcc
+
+    pred, gt_path, mos_path = mos_tie_fixture(tmp_path)
+    gt = load_ground_truth(gt_path)
+    r = correlation(match(load_predictions(pred), gt).pairs, gt, load_mos(mos_path))
+    assert r["voting"]["srcc"] == pytest.approx((27 / 28) ** 0.5, abs=1e-5)
+    assert r["voting"]["plcc"] == pytest.approx((18 / 18.16) ** 0.5, abs=1e-5)
+    assert r["voting"]["n_groups"] == 1 and r["voting"]["n_fit_failed"] == 0
+    raw = srcc_plcc(TIE_SCORES, TIE_MOS)  # depictqa's variant ranks the raw scores
+    assert raw["srcc"] == pytest.approx(13 / 14)
+    assert official_srcc_plcc(TIE_SCORES, TIE_MOS)["srcc"] == pytest.approx((27 / 28) ** 0.5, abs=1e-5)
+
+
+@pytest.mark.parametrize("content, culprit", [
+    ({"ref.png": {"dist_paths": ["a.png"], "mos_list": [1, 2]}}, "'ref.png'"),
+    ({"ref.png": {"dist_paths": ["a.png"]}}, "mos_list"),
+    ({"ref.png": {"dist_paths": "a.png", "mos_list": [1]}}, "dist_paths"),
+    ([1, 2], "must map each reference"),
+])
+def test_bad_mos_file_names_the_culprit(tmp_path, content, culprit):
+    import json
+
+    from depictqa.eval import EvalInputError, load_mos
+
+    (tmp_path / "mos.json").write_text(json.dumps(content))
+    with pytest.raises(EvalInputError, match="mos.json") as err:
+        load_mos(tmp_path / "mos.json")
+    assert culprit in str(err.value)

@@ -1,6 +1,7 @@
 import pytest
 
 from depictqa.eval import description, match
+from depictqa.labels import DISTORTIONS
 
 GT_TEXT = ("The image shows strong noise across the sky and slight blur on the building edges, "
            "which together reduce the clarity and make the fine textures hard to see overall.")
@@ -24,5 +25,5 @@ def test_identical_text_scores_perfectly():
 def test_invented_and_missed_distortions():
     r = description(_pair("The image is heavily pixelated and noisy."), use_embeddings=False)
     assert r["mentions"]["precision"] == 0.5 and r["mentions"]["recall"] == 0.5
-    assert r["mentions"]["invented"] == {"Pixelate": 1} and r["mentions"]["missed"] == {"Blur": 1}
+    assert r["mentions"]["invented"] == {DISTORTIONS["pixelate"][0]: 1} and r["mentions"]["missed"] == {"Blur": 1}
     assert any("skipped" in n for n in r["notes"])

@@ -36,6 +36,7 @@ def test_identification_records_breakdowns(assess):
     assert r["n_single"] == 4 and r["n_multi"] == 1 and r["n_unparsed"] == 1
     assert r["single_accuracy"] == 0.5 and r["multi_accuracy"] == 0.5
     assert r["per_category"]["Noise"] == {"n": 3, "accuracy": pytest.approx(0.5)}
+    assert r["single_partial_credit"] == 0.5 and r["multi_partial_credit"] == 0.5
     assert r["per_severity"]["3"]["accuracy"] == 0.5
     assert r["per_severity"]["clean"] == {"n": 1, "accuracy": 0.0}
     conf = r["confusion"]
@@ -50,7 +51,27 @@ def test_rating_records_ties_and_unparsed():
              {"id": "2", "text": "hmm"}, {"id": "3", "text": "Image B"}]
     r = rating(match(preds, gt).pairs)
     assert r["n"] == 3 and r["n_ties_skipped"] == 1 and r["n_unparsed"] == 1
-    assert r["accuracy"] == pytest.approx(1 / 3) and r["accuracy_parsed"] == 0.5
+    assert r["accuracy"] == pytest.approx(1 / 3) and r["accuracy_parsed_choice"] == pytest.approx(1 / 3)
+
+
+def test_rating_headline_is_exact_match_the_parsed_choice_has_its_own_name():
+    gt = [{"id": str(i), "task": "quality_compare", "image_ref": "r", "image_A": "a", "image_B": "b",
+           "A_better_B": True} for i in range(3)]
+    preds = [{"id": "0", "text": " Image A\n"}, {"id": "1", "text": "Image A is better."}, {"id": "2", "text": "image a"}]
+    r = rating(match(preds, gt).pairs)
+    assert r["accuracy"] == pytest.approx(1 / 3)  # official: stripped text equals "Image A"
+    assert r["accuracy_parsed_choice"] == 1.0
+
+
+def test_confidence_bins_are_the_official_half_open_ones():
+    """Official bins are (lo, hi] after rounding to 6 digits; 0 joins the first; a bin's accuracy
+    is the mean score (partial credit counts)."""
+    items = [{"confidence": 0.5, "score": 1.0, "correct": True}, {"confidence": 0.6000000004, "score": 0.5},
+             {"confidence": 0.0, "score": 0.0}, {"confidence": 0.95, "score": 1.0, "correct": True}]
+    by_lo = {b["lo"]: b for b in confidence(items)["bins"]}
+    assert by_lo[0.0]["n"] == 2 and by_lo[0.0]["accuracy"] == 0.5   # 0.5 and 0 in (0, .5]
+    assert by_lo[0.5]["n"] == 1 and by_lo[0.5]["accuracy"] == 0.5   # 0.6000000004 rounds to .6
+    assert by_lo[0.9]["n"] == 1 and by_lo[0.95]["n"] == 0
 
 
 def test_confidence_bins_and_missing():

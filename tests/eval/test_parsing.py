@@ -1,6 +1,12 @@
 import pytest
 
-from depictqa.eval import parse_choice, parse_labels, register_synonym
+from depictqa.eval import exact_label, parse_choice, parse_labels, register_synonym
+from depictqa.labels import DISTORTIONS
+
+
+def L(key: str) -> str:
+    """Today's answer label of a category (the vocabulary may change wording; tests should not)."""
+    return DISTORTIONS[key][0]
 
 
 @pytest.mark.parametrize("text, labels", [
@@ -8,9 +14,11 @@ from depictqa.eval import parse_choice, parse_labels, register_synonym
     ("Blur and noise", {"Blur", "Noise"}),
     ("noise, BLUR.", {"Blur", "Noise"}),
     ("None", {"None"}),
-    ("Contrast weaken", {"Contrast weaken"}),
-    ("overly high brightness and compression artifacts", {"Brighten", "Compression"}),
-    ("insufficient saturation", {"Saturate weaken"}),
+    ("Contrast weaken", {L("contrast_weaken")}),
+    ("Insufficient contrast", {L("contrast_weaken")}),
+    ("overly high brightness and compression artifacts", {L("brighten"), "Compression"}),
+    ("insufficient saturation", {L("saturate_weaken")}),
+    ("Pixelation and color quantization", {L("pixelate"), L("quantization")}),
     ("The image has no noticeable noise, but it is heavily blurred.", {"Blur"}),
     ("This image is clean and shows no distortion.", {"None"}),
     ("I like turtles", set()),
@@ -45,7 +53,7 @@ def test_every_synthetic_category_key_reads_as_its_answer_label():
     as the label the answers use. Read as unknown, a contrast or saturation image counted as clean
     and every correct answer on it as wrong."""
     from depictqa.eval.metrics import identification
-    from depictqa.eval.records import gt_labels
+    from depictqa.eval.truth import gt_labels
     from depictqa.synth.distortions import CATEGORIES
 
     assert len(CATEGORIES) == 12
@@ -56,4 +64,18 @@ def test_every_synthetic_category_key_reads_as_its_answer_label():
         result = identification([(record, {"id": key, "text": label})])
         assert result["single_accuracy"] == 1.0
     two = {"distortions": [{"category": "saturate_weaken"}, {"category": "blur"}]}
-    assert gt_labels(two) == {"Saturate weaken", "Blur"}
+    assert gt_labels(two) == {L("saturate_weaken"), "Blur"}
+
+
+@pytest.mark.parametrize("key, official, legacy", [
+    ("brighten", "Overly high brightness", "Brighten"), ("darken", "Insufficient brightness", "Darken"),
+    ("contrast_strengthen", "Overly high contrast", "Contrast strengthen"),
+    ("contrast_weaken", "Insufficient contrast", "Contrast weaken"),
+    ("saturate_strengthen", "Overly high saturation", "Saturate strengthen"),
+    ("saturate_weaken", "Insufficient saturation", "Saturate weaken"),
+    ("oversharpen", "Oversharpening", "Oversharpen"), ("pixelate", "Pixelation", "Pixelate"),
+    ("quantization", "Color quantization", "Quantization"),
+])
+def test_official_and_older_labels_name_the_same_category(key, official, legacy):
+    assert exact_label(official) == exact_label(legacy) == exact_label(key) == L(key)
+    assert parse_labels(f"{official} and noise") == parse_labels(f"{legacy} and noise") == {L(key), "Noise"}

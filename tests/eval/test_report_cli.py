@@ -41,7 +41,8 @@ def test_cli_end_to_end_writes_report(compare_set, tmp_path, capsys):
                "confidence", "--baselines", "--out", str(out)])
     captured = capsys.readouterr()
     assert rc == 0
-    assert "rating/accuracy | 0.6667" in captured.out and "baselines/PSNR | 1.0000" in captured.out
+    assert "rating/accuracy | 0.3333" in captured.out  # official exact match: "Image A is better." misses
+    assert "rating/accuracy_parsed_choice | 0.6667" in captured.out and "baselines/PSNR | 1.0000" in captured.out
     assert "1 gt ids have no prediction" in captured.err and "1 predicted ids" in captured.err
     results = json.loads((out / "results.json").read_text())
     assert results["confidence"]["n_missing_confidence"] == 1  # c2 is null
@@ -94,3 +95,69 @@ def test_leakage_finds_planted_duplicate(compare_set, tmp_path, capsys):
     assert {h["path"].rsplit("/", 1)[-1] for h in res["hits"]} == {"ref1.png", "a2.png"}
     rc = main(["evaluate", "--check-leakage", "--train", *shards, "--gt", str(compare_set)])
     assert rc == 1 and "2 of 9 test images" in capsys.readouterr().out
+
+
+def _mixed_fixture(tmp_path):
+    """Assess (single and multi), compare (with MOS) and detailed records, and answers to them."""
+    gt = [{"id": "s0", "task": "quality_single_A", "image_ref": "r.png", "image_A": "a.png", "answer": "Noise",
+           "distortion_class": "noise", "severity": 2},
+          {"id": "m0", "image_A": "a.png", "answer": "Blur and noise", "distortion_classes": ["blur", "noise"]},
+          {"id": "d0", "task": "quality_single_A", "image_A": "a.png", "style": "detail",
+           "answer": "The image shows strong noise across the sky and some blur on the edges of the building."}]
+    preds = [{"id": "s0", "text": "Noise", "confidence": 0.9}, {"id": "m0", "text": "Blur", "confidence": 0.7},
+             {"id": "d0", "text": "There is heavy noise in the sky, and the building looks sharp."}]
+    for i in range(4):
+        gt.append({"id": f"c{i}", "task": "quality_compare", "image_ref": "ref.png", "image_A": f"x{i}.png",
+                   "image_B": f"x{i + 1}.png", "A_better_B": False, "mos_A": float(i), "mos_B": float(i + 1)})
+        preds.append({"id": f"c{i}", "text": "Image B", "confidence": 0.8})
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    return _predictions(tmp_path / "pred.json", preds), str(tmp_path / "gt.json")
+
+
+def test_cli_runs_every_metric_value(tmp_path, capsys):
+    """Each --metric value, and "all", on one small fixture (correlation and description used to
+    crash with AttributeError: the package re-exports functions under the submodules' names)."""
+    from depictqa.eval.evaluate import METRICS
+
+    pred, gt = _mixed_fixture(tmp_path)
+    for metric in (*METRICS, "all"):
+        rc = main(["evaluate", "--pred", pred, "--gt", gt, "--metric", metric, "--no-embeddings",
+                   "--out", str(tmp_path / metric)])
+        assert rc == 0, (metric, capsys.readouterr().err)
+        results = json.loads((tmp_path / metric / "results.json").read_text())
+        assert (set(METRICS) if metric == "all" else {metric}) <= set(results)
+    out = capsys.readouterr().out
+    assert "identification/single_accuracy | 1.0000" in out and "identification/multi_accuracy | 0.5000" in out
+    assert "correlation/voting/n_groups | 1" in out and "description/n | 1" in out
+    assert "correlation/bradley_terry/group_mean_srcc | 1.0000" in out  # a chain of pairs: BT orders it
+
+
+def test_cli_reads_the_official_mos_file(tmp_path, capsys):
+    from tests.eval.test_correlation import mos_tie_fixture
+
+    pred, gt, mos = mos_tie_fixture(tmp_path)
+    rc = main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--metric", "correlation", "--mos", str(mos)])
+    assert rc == 0
+    assert f"correlation/voting/srcc | {(27 / 28) ** 0.5:.4f}" in capsys.readouterr().out
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--metric", "rating", "--mos", str(mos)]) == 2
+    (tmp_path / "bad.json").write_text(json.dumps({"ref.png": {"dist_paths": ["d0.png"], "mos_list": ["x"]}}))
+    rc = main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--metric", "correlation", "--mos",
+               str(tmp_path / "bad.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "bad.json" in err and "mos_list" in err
+
+
+def test_cli_wandb_offline_run_holds_the_tables(tmp_path, monkeypatch, capsys):
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wb"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    pred, gt = _mixed_fixture(tmp_path)
+    rc = main(["evaluate", "--pred", pred, "--gt", gt, "--metric", "identification", "confidence", "rating",
+               "--wandb"])
+    assert rc == 0, capsys.readouterr().err
+    runs = list((tmp_path / "wb").rglob("offline-run-*"))
+    assert len(runs) == 1
+    tables = {p.name.split("_")[0] for p in runs[0].rglob("*.table.json")}
+    assert {"summary", "confidence"} <= tables, tables
+    assert list(runs[0].rglob("reliability*.png")), "the figures are logged as images"
