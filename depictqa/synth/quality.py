@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+from depictqa.labels import LEGACY_LABELS
 from depictqa.synth.distortions import CATEGORIES, CLEAN_LABEL, info
 
 CURVE = {1: 0.1, 2: 0.3, 3: 0.6, 4: 1.0, 5: 1.5}
@@ -67,6 +68,7 @@ def parse_label(text: str) -> list[str]:
     if text == CLEAN_LABEL:
         return []
     by_label = {lab.lower(): cat for cat, (lab, _) in CATEGORIES.items()}
+    by_label.update({old.lower(): cat for old, cat in LEGACY_LABELS.items()})  # shards written before 0.2
     parts = [p.strip().lower() for p in text.split(" and ")]
     unknown = [p for p in parts if p not in by_label]
     if unknown:

@@ -21,6 +21,9 @@ def test_labels_roundtrip_and_format():
     two = [{"category": "blur", "subtype": "gaussian", "severity": 2},
            {"category": "noise", "subtype": "impulse", "severity": 1}]
     assert Q.label(two) == "Blur and noise"
+    # the official answer labels, and the labels of older shards still parse
+    assert Q.label([{"category": "contrast_strengthen", "subtype": "linear", "severity": 2}]) == "Overly high contrast"
+    assert Q.parse_label("Contrast strengthen and noise") == ["contrast_strengthen", "noise"]
     for _, dist in _draws():
         assert Q.parse_label(Q.label(dist)) == [d["category"] for d in dist]
 

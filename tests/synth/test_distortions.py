@@ -80,3 +80,31 @@ def test_two_distortion_sampling_respects_compatibility():
         assert compatible(a["category"], b["category"])
         assert 1 <= a["severity"] <= 3 and 1 <= b["severity"] <= 3
     assert not compatible("brighten", "darken") and not compatible("saturate_weaken", "saturate_strengthen")
+    assert not compatible("blur", "oversharpen") and not compatible("blur", "pixelate")
+
+
+def test_two_distortion_pairs_are_the_official_43():
+    """The official table allows 43 of the 66 unordered pairs; drawing covers exactly those."""
+    from depictqa.synth.distortions import ALLOWED_PAIRS, SECOND
+
+    assert len(ALLOWED_PAIRS) == 43 and set(SECOND) == set(CATEGORIES)
+    assert SECOND["oversharpen"] == ("brighten",)  # the one-way entry: oversharpen -> brighten only
+    rng = np.random.default_rng(1)
+    drawn = {frozenset(d["category"] for d in sample_distortions(rng, 2)) for _ in range(4000)}
+    assert drawn == set(ALLOWED_PAIRS)
+
+
+def test_jpeg2000_spans_the_official_psnr_range(images):
+    """Severity 1 -> 5 targets 29 -> 23 dB: the measured PSNR falls and stays near the targets."""
+    from depictqa.synth.distortions import info
+
+    if not info("compression.jpeg2000").available:
+        pytest.skip("Pillow was built without OpenJPEG")
+    assert info("compression.jpeg2000").params[0] == 29 and info("compression.jpeg2000").params[-1] == 23
+    ref = images[0].astype(np.float64)
+    psnr = []
+    for sev in (1, 3, 5):
+        out = apply_distortion("compression.jpeg2000", images[0], sev).astype(np.float64)
+        psnr.append(10 * np.log10(255 ** 2 / np.mean((out - ref) ** 2)))
+    assert psnr[0] > psnr[1] > psnr[2]
+    assert 26 < psnr[0] < 32 and 20 < psnr[2] < 26, psnr
