@@ -124,3 +124,30 @@ def test_assess_and_compare_commands_print_answer_and_confidence(ckpt, compare_m
     assert rec["task"] == "quality_compare" and 0 <= rec["confidence"] <= 1
     assert main(["assess", str(img / "nope.png"), "--ckpt", str(ckpt)]) == 2
     assert "nope.png" in capsys.readouterr().err
+
+
+def test_infer_answers_several_metas_each_into_its_own_file(ckpt, compare_meta, tmp_path, capsys):
+    """Several metas in one call (the model loads once): a folder receives one file per meta, and
+    each equals what a one-meta call writes."""
+    second = compare_meta.with_name("second.json")
+    second.write_text(json.dumps(json.loads(compare_meta.read_text())[:2]))
+    folder = tmp_path / "answers"
+    assert main(["infer", "--ckpt", str(ckpt), "--meta", str(compare_meta), str(second), "--task",
+                 "quality_compare", "--out", str(folder), "--batch-size", "2", "--max-new-tokens", "4"]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "second.json"]
+    alone = tmp_path / "alone.json"
+    assert _infer(ckpt, second, alone) == 0
+    assert json.loads((folder / "second.json").read_text()) == json.loads(alone.read_text())
+    assert len(json.loads((folder / "meta.json").read_text())) == 5
+    # a count of --out that fits neither form is refused before any model loads
+    assert main(["infer", "--ckpt", str(ckpt), "--meta", str(compare_meta), str(second), "--task",
+                 "quality_compare", "--out", "a.json", "b.json", "c.json"]) == 2
+    assert "one file per meta" in capsys.readouterr().err
+
+
+def test_infer_defaults_to_the_official_400_new_tokens():
+    from depictqa.cli import build_parser
+
+    args = build_parser().parse_args(["infer", "--ckpt", "c", "--meta", "m.json", "--task", "quality_compare",
+                                      "--out", "o.json"])
+    assert args.max_new_tokens == 400
