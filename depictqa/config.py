@@ -35,6 +35,7 @@ class ImageSchema:
     max_long_side: int = 672
     min_size: int = 70
     crop: Optional[list[float]] = None
+    crop_mode: str = "random"  # random: a box before resizing; center: the official centre crop after resizing
     flip: Optional[str] = None  # training flips shared by a sample's images: h, hv or dihedral
     pad_align: str = "corner"  # corner: pad bottom/right; center: pad evenly (the official code)
 

@@ -127,9 +127,19 @@ class PromptBuilder:
             pieces.append(head)
         return pieces + [prompt], target
 
+    def later_turn(self, query: str, answer: str) -> tuple[str, str]:
+        """A turn after the first: (prompt text, target text); no system text or images again."""
+        if self.template == "depictqa-vicuna":
+            return f"USER: {query}\n   ASSISTANT: ", f"{answer}\n </s>"
+        if self.template == "compact":
+            return f"USER: {query}\nASSISTANT:", f" {answer}</s>"
+        raise ValueError(f"prompt template {self.template!r} has no multi-turn layout; use 'depictqa-vicuna' or "
+                         "'compact' for conversations with more than one turn")
+
     def encode(self, task: str | TaskSpec, reference: bool, query: str, answer: str | None,
-               image_tokens: Sequence[int]) -> Encoded:
-        """``image_tokens[i]``: how many projector tokens image ``i`` (prompt order) becomes."""
+               image_tokens: Sequence[int], later: Sequence[tuple[str, str]] = ()) -> Encoded:
+        """``image_tokens[i]``: how many projector tokens image ``i`` (prompt order) becomes;
+        ``later``: (question, answer) turns after the first, each answer a training target too."""
         pieces, target = self.pieces(task, reference, query, answer)
         if len(image_tokens) != len(pieces) - 1:
             raise ValueError(f"task {spec(task, reference).official!r} has {len(pieces) - 1} image slot(s), "
@@ -152,6 +162,13 @@ class PromptBuilder:
             ids += target_ids
             is_image += [False] * len(target_ids)
             labels += target_ids
+        for question, reply in later:
+            prompt_text, target_text = self.later_turn(question, reply)
+            prompt_ids = self.tokens(prompt_text)
+            target_ids = self.tokenizer(target_text, add_special_tokens=False)["input_ids"]
+            ids += prompt_ids + target_ids
+            is_image += [False] * (len(prompt_ids) + len(target_ids))
+            labels += [IGNORE] * len(prompt_ids) + target_ids
         return Encoded(torch.tensor(ids, dtype=torch.long), torch.tensor(is_image, dtype=torch.bool),
                        torch.tensor(labels, dtype=torch.long))
 

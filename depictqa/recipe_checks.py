@@ -87,14 +87,7 @@ def validate(cfg: DictConfig, check_local: bool = True) -> None:
             if isinstance(value, str) and _looks_local(value) and not Path(value).exists():
                 raise RecipeError(f"{where}.{key}: {value} does not exist")
     _validate_lists(cfg)
-    for name, source in (cfg.data.sources or {}).items():
-        if not isinstance(source, DictConfig) or "shards" not in source:
-            raise RecipeError(f"data.sources.{name}: needs 'shards' (and optionally 'weight')")
-        unknown = set(source) - {"shards", "weight"}
-        if unknown:
-            raise RecipeError(f"data.sources.{name}: unknown key(s) {', '.join(sorted(unknown))}; valid: shards, weight")
-        if float(source.get("weight", 1.0)) <= 0:
-            raise RecipeError(f"data.sources.{name}.weight must be > 0")
+    _validate_sources(cfg.data.sources or {})
     crop = cfg.data.image.crop
     if crop is not None and (len(crop) != 2 or not 0 < crop[0] <= crop[1] <= 1):
         raise RecipeError("data.image.crop: expected [low, high] with 0 < low <= high <= 1")
@@ -103,6 +96,8 @@ def validate(cfg: DictConfig, check_local: bool = True) -> None:
     flip = cfg.data.image.flip
     if flip is not None and flip not in FLIPS:
         raise RecipeError(f"data.image.flip: {flip!r} is not one of {', '.join(FLIPS)} (or null)")
+    if cfg.data.image.crop_mode not in ("random", "center"):
+        raise RecipeError(f"data.image.crop_mode: {cfg.data.image.crop_mode!r} is not one of random, center")
     if cfg.data.image.pad_align not in PAD_ALIGNS:
         raise RecipeError(f"data.image.pad_align: {cfg.data.image.pad_align!r} is not one of {', '.join(PAD_ALIGNS)}")
     _validate_values(cfg)
@@ -189,6 +184,31 @@ def _check_shards(where: str, shards: Any) -> None:
     if missing:
         more = f" ({len(missing)} of the {len(local)} shards of {', '.join(specs)} missing)" if len(local) > 1 else ""
         raise RecipeError(f"{where}: {missing[0]} does not exist{more}")
+
+
+def _validate_sources(sources: Any) -> None:
+    """Each source: ``shards`` and either a ``weight`` (> 0) or integer ``repeats`` (>= 1, passes per
+    epoch, as the official mix); repeats are given for every source or for none."""
+    with_repeats = []
+    for name, source in sources.items():
+        if not isinstance(source, DictConfig) or "shards" not in source:
+            raise RecipeError(f"data.sources.{name}: needs 'shards' (and optionally 'weight' or 'repeats')")
+        unknown = set(source) - {"shards", "weight", "repeats"}
+        if unknown:
+            raise RecipeError(f"data.sources.{name}: unknown key(s) {', '.join(sorted(unknown))}; "
+                              "valid: shards, weight, repeats")
+        if "weight" in source and "repeats" in source:
+            raise RecipeError(f"data.sources.{name}: give 'weight' (a share) or 'repeats' (passes per epoch), not both")
+        if float(source.get("weight", 1.0)) <= 0:
+            raise RecipeError(f"data.sources.{name}.weight must be > 0")
+        if "repeats" in source:
+            if not isinstance(source.repeats, int) or isinstance(source.repeats, bool) or source.repeats < 1:
+                raise RecipeError(f"data.sources.{name}.repeats must be an integer >= 1, got {source.repeats!r}")
+            with_repeats.append(name)
+    if with_repeats and len(with_repeats) != len(sources):
+        missing = sorted(set(sources) - set(with_repeats))
+        raise RecipeError(f"data.sources: repeats given for {', '.join(with_repeats)} but not for "
+                          f"{', '.join(missing)}; give repeats for every source or use weights")
 
 
 def _validate_lists(cfg: DictConfig) -> None:

@@ -41,7 +41,7 @@ def _tokenizer_texts(recipe: DictConfig) -> Iterable[str] | None:
     from depictqa.data.mixer import SourceSpec, iter_texts
 
     specs = [SourceSpec(n, OmegaConf.to_container(s.shards) if OmegaConf.is_list(s.shards) else s.shards,
-                        float(s.get("weight", 1.0))) for n, s in recipe.data.sources.items()]
+                        float(s.get("weight", 1.0)), s.get("repeats")) for n, s in recipe.data.sources.items()]
     texts = list(iter_texts(specs, recipe.data.tokenizer_samples))
     if not texts:
         raise RecipeError("model.llm.tokenizer.train: the data sources hold no text to train a tokenizer on")

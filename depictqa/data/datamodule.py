@@ -45,9 +45,12 @@ class SampleEncoder:
     def __call__(self, sample: Sample, with_answer: bool = True) -> Item:
         pixels = [sample.images[k] for k in sample.image_order]
         counts = [self.tokens_per_image(int(p.shape[-2]), int(p.shape[-1])) for p in pixels]
-        query, answer = sample.conversations[0]["value"], sample.conversations[1]["value"]
+        turns = sample.conversations
+        query, answer = turns[0]["value"], turns[1]["value"]
+        # every later (question, answer) turn is trained on too; inference answers the first question
+        later = [(q["value"], a["value"]) for q, a in zip(turns[2::2], turns[3::2])] if with_answer else []
         task = sample.spec
-        encoded = self.prompts.encode(task, task.reference, query, answer if with_answer else None, counts)
+        encoded = self.prompts.encode(task, task.reference, query, answer if with_answer else None, counts, later)
         keys = None
         if self.cache_keys:
             from depictqa.feature_cache import image_key
@@ -123,7 +126,7 @@ class DepictQADataModule(L.LightningDataModule):
         enc = self.encoder
         return ImageConfig(short_side=img.short_side, max_long_side=img.max_long_side, min_size=img.min_size,
                            crop=tuple(img.crop) if img.crop else None, flip=img.get("flip"),
-                           pad_align=img.get("pad_align", "corner"),
+                           pad_align=img.get("pad_align", "corner"), crop_mode=img.get("crop_mode", "random"),
                            mean=tuple(enc.mean), std=tuple(enc.std), uint8=True)  # the model normalises on its device
 
     def _stream(self, sources: dict[str, Any], train: bool, samples: int | None) -> BatchedStream:
@@ -136,7 +139,7 @@ class DepictQADataModule(L.LightningDataModule):
             # An endless stream: the run ends at trainer.max_steps / max_minutes, never mid-data.
             samples = 10**9
         specs = [SourceSpec(name, OmegaConf.to_container(s.shards) if OmegaConf.is_list(s.shards) else s.shards,
-                            float(s.get("weight", 1.0))) for name, s in sources.items()]
+                            float(s.get("weight", 1.0)), s.get("repeats")) for name, s in sources.items()]
         enc = self.encoder
         stream = MixedSampleStream(specs, self._image_cfg(), enc.patch_size, seed=self.recipe.seed, train=train,
                                    resampled=d.resampled if train else False, samples_per_epoch=samples,

@@ -62,6 +62,9 @@ class ImageConfig:
     max_long_side: int = 672
     min_size: int = 70
     crop: tuple[float, float] | None = None  # training crop ratio range per side, e.g. (0.7, 1.0)
+    # "random": a random box of the original, before resizing (no detail lost); "center": the
+    # official code's crop, the centre of the resized image (crop (0.7, 1.0) as the official range)
+    crop_mode: str = "random"
     flip: str | None = None  # training flips: "h", "hv" or "dihedral" (see FLIPS)
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
@@ -181,6 +184,9 @@ def image_token_grid(height: int, width: int, cfg: ImageConfig, patch_size: int)
     return h // patch_size, w // patch_size
 
 
+CROP_MODES = ("random", "center")
+
+
 def _crop_box(height: int, width: int, crop: tuple[float, float],
               rng: random.Random) -> tuple[int, int, int, int]:
     lo, hi = crop
@@ -223,9 +229,16 @@ def prepare_images(images: Mapping[str, Image.Image], cfg: ImageConfig, patch_si
     first = next(iter(images.values()))
     width, height = first.size
     box = (0, 0, width, height)
-    if rng is not None and cfg.crop is not None:
+    if cfg.crop_mode not in CROP_MODES:
+        raise ValueError(f"image crop_mode {cfg.crop_mode!r}: expected one of {', '.join(CROP_MODES)}")
+    centre = rng is not None and cfg.crop is not None and cfg.crop_mode == "center"
+    if rng is not None and cfg.crop is not None and not centre:
         box = _crop_box(height, width, cfg.crop, rng)
     th, tw = _fit(box[3] - box[1], box[2] - box[0], cfg)
+    rh, rw = th, tw  # resized size; the centre crop then keeps th x tw of it
+    if centre:
+        th = max(1, round(rh * rng.uniform(*cfg.crop)))
+        tw = max(1, round(rw * rng.uniform(*cfg.crop)))
     flip_dims, transpose = _flip_dims(cfg.flip, th == tw, rng) if rng is not None and cfg.flip else ([], False)
     ph, pw = _pad_to(th, cfg, patch_size), _pad_to(tw, cfg, patch_size)
     mean = torch.tensor(cfg.mean, dtype=torch.float32).view(3, 1, 1)
@@ -244,8 +257,11 @@ def prepare_images(images: Mapping[str, Image.Image], cfg: ImageConfig, patch_si
         cropped = image.crop(box) if box != (0, 0, width, height) else image
         # HWC array viewed as CHW: a channels-last tensor, the layout interpolate's uint8 path wants.
         pixels = torch.from_numpy(np.array(cropped, dtype=np.uint8)).permute(2, 0, 1)
-        if (tw, th) != cropped.size:
-            pixels = resize_uint8(pixels, th, tw)
+        if (rw, rh) != cropped.size:
+            pixels = resize_uint8(pixels, rh, rw)
+        if centre:
+            top0, left0 = (rh - th) // 2, (rw - tw) // 2
+            pixels = pixels[:, top0:top0 + th, left0:left0 + tw]
         if flip_dims:
             pixels = pixels.flip(flip_dims)
         if transpose:

@@ -8,6 +8,11 @@ Each (rank, DataLoader worker) draws sources in proportion to their weights with
   ranks (seed, epoch, source) and dealt round-robin to the ``world_size * num_workers`` readers,
   so no sample is read twice in an epoch. When a source runs out it drops out and the remaining
   weights are renormalised; the epoch ends when all are exhausted (ranks may then differ in length).
+* ``repeats`` (instead of weights, as the official data mix ``[[meta, repeats], ...]``): an epoch
+  holds every sample of a source ``repeats`` times (each pass reshuffled), interleaved at random;
+  a source's draw weight is ``repeats`` x its shard count, so sources of similar-sized shards run
+  out together. With ``resampled=True`` that weight is all there is: the proportions are exact
+  only when shards hold equal numbers of samples.
 * ``resampled=True``: each reader draws shards with replacement forever (its own RNG) and stops
   after exactly ``samples_per_epoch`` samples per rank, split over workers, so every rank yields the
   same number of batches -- what DDP needs.
@@ -45,11 +50,13 @@ class DataQualityError(RuntimeError):
 
 @dataclass
 class SourceSpec:
-    """One data source: shard paths (brace patterns, globs, ``pipe:`` commands or URLs) and a weight."""
+    """One data source: shard paths (brace patterns, globs, ``pipe:`` commands or URLs) and a weight,
+    or an integer ``repeats`` (passes per epoch; the weight is then derived, see the module doc)."""
 
     name: str
     shards: str | list[str]
     weight: float = 1.0
+    repeats: int | None = None
 
 
 def expand_shards(shards: str | Sequence[str]) -> list[str]:
@@ -172,8 +179,14 @@ class MixedSampleStream(IterableDataset):
             raise ValueError("source weights must be >= 0 with at least one > 0")
         if resampled and not samples_per_epoch:
             raise ValueError("resampled=True needs samples_per_epoch (the stream is otherwise endless)")
+        if any(s.repeats is not None for s in sources) and not all(
+                isinstance(s.repeats, int) and s.repeats >= 1 for s in sources):
+            raise ValueError("source repeats must be integers >= 1, given for every source or for none")
         self.sources = list(sources)
         self.shards = {s.name: expand_shards(s.shards) for s in self.sources}
+        if self.sources[0].repeats is not None:  # repeats x shard count: similar-sized shards end together
+            self.sources = [SourceSpec(s.name, s.shards, float(s.repeats * len(self.shards[s.name])), s.repeats)
+                            for s in self.sources]
         self.image_cfg, self.patch_size = image_cfg, patch_size
         self.seed, self.train, self.resampled = seed, train, resampled
         self.samples_per_epoch, self.transform = samples_per_epoch, transform
@@ -234,10 +247,11 @@ class MixedSampleStream(IterableDataset):
                 empty_in_a_row = 0 if got else empty_in_a_row + 1
                 if empty_in_a_row > 2 * len(shards) + 10:
                     raise DataQualityError(f"source {spec.name!r}: no readable sample in its shards")
-        if self.train:  # one permutation shared by all readers, so their slices stay disjoint
-            random.Random(f"{self.seed}/{epoch}/{spec.name}/order").shuffle(shards)
-        for url in shards[reader::readers]:
-            yield from read_tar(url, self._skip)
+        for rep in range(spec.repeats or 1):  # each pass in its own order
+            if self.train:  # one permutation shared by all readers, so their slices stay disjoint
+                random.Random(f"{self.seed}/{epoch}/{spec.name}/order" + (f"/{rep}" if rep else "")).shuffle(shards)
+            for url in shards[reader::readers]:
+                yield from read_tar(url, self._skip)
 
     def _mixed(self, rng: random.Random, reader: int, readers: int, epoch: int) -> Iterator[dict[str, Any]]:
         streams = [self._entries(s, reader, readers, epoch) for s in self.sources]

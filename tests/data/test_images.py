@@ -124,6 +124,30 @@ def test_full_reference_group_shares_one_crop() -> None:
     assert torch.equal(again, out["ref"])  # the crop depends only on the rng
 
 
+def test_official_centre_crop_is_the_middle_of_the_resized_image() -> None:
+    """crop_mode center: resize first, then keep the centre 70-100% of each side (the official
+    training crop); the sample's images share the draw."""
+    array = np.random.default_rng(2).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    image = Image.fromarray(array)
+    cfg = ImageConfig(crop=(0.7, 1.0), crop_mode="center", uint8=True, pad_align="corner")
+    from depictqa.data.images import _fit
+
+    rh, rw = _fit(300, 400, cfg)
+    resized = prepare_images({"a": image}, ImageConfig(uint8=True), 14)["a"][:, :rh, :rw]
+    sizes = set()
+    for seed in range(6):
+        out = prepare_images({"ref": image, "a": image.copy()}, cfg, 14, random.Random(seed))
+        assert torch.equal(out["ref"], out["a"])
+        rows, cols = (out["a"].sum(0).sum(1) > 0).sum().item(), (out["a"].sum(0).sum(0) > 0).sum().item()
+        assert 0.7 * rh - 1 <= rows <= rh and 0.7 * rw - 1 <= cols <= rw
+        top, left = (rh - rows) // 2, (rw - cols) // 2
+        assert torch.equal(out["a"][:, :rows, :cols], resized[:, top:top + rows, left:left + cols])
+        sizes.add((rows, cols))
+    assert len(sizes) > 3  # the ratio is drawn
+    with pytest.raises(ValueError, match="crop_mode"):
+        prepare_images({"a": image}, ImageConfig(crop=(0.7, 1.0), crop_mode="middle"), 14, random.Random(0))
+
+
 def test_training_flip_is_shared_by_the_sample_and_reaches_every_symmetry() -> None:
     array = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     plain = prepare_images({"a": Image.fromarray(array)}, ImageConfig(min_size=32, uint8=True), 16)["a"]

@@ -129,3 +129,44 @@ def test_transform_and_texts(make_source: Callable[..., list[str]]) -> None:
     assert names == order == ("ref", "a", "b")
     texts = list(iter_texts(sources, limit=2))
     assert texts == ["question c_00000", "answer c_00000", "question c_00001", "answer c_00001"]
+
+
+def test_repeat_counts_give_the_official_mix_proportions(make_source: Callable[..., list[str]]) -> None:
+    """The official mix: brief x1, detail x5, captions x4. Over an epoch every sample of a source
+    appears exactly `repeats` times (so the proportions are repeats x size), spread over the epoch
+    rather than one source after another, and each pass is in its own order."""
+    sources = [SourceSpec("brief", make_source("brief", 60), repeats=1),
+               SourceSpec("detail", make_source("detail", 20, 4), repeats=5),
+               SourceSpec("cap", make_source("cap", 10), repeats=4)]
+    got = keys(MixedSampleStream(sources, CFG, 14, seed=3))
+    per_key = Counter(got)
+    assert len(got) == 60 + 100 + 40
+    assert all(per_key[k] == {"brief": 1, "detail": 5, "cap": 4}[k.split("_")[0]] for k in per_key)
+    assert len(per_key) == 90
+    first_half = Counter(k.split("_")[0] for k in got[:100])
+    assert min(first_half[s] for s in ("brief", "detail", "cap")) >= 5  # interleaved, not in blocks
+    detail = [k for k in got if k.startswith("detail")]
+    assert detail[:20] != detail[20:40]  # a second pass is reshuffled (shard order)
+
+
+def test_repeats_and_weights_do_not_mix(make_source: Callable[..., list[str]]) -> None:
+    a, b = make_source("a", 10), make_source("b", 10)
+    with pytest.raises(ValueError, match="every source or for none"):
+        MixedSampleStream([SourceSpec("a", a, repeats=2), SourceSpec("b", b)], CFG, 14)
+
+
+def test_recipe_repeats_are_validated(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from depictqa.config import RecipeError, load_recipe
+
+    raw = OmegaConf.load("recipes/tiny.yaml")
+    raw.data.sources = {"a": {"shards": "a.tar", "repeats": 1}, "b": {"shards": "b.tar", "repeats": 5}}
+    OmegaConf.save(raw, tmp_path / "mix.yaml")
+    recipe = load_recipe(str(tmp_path / "mix.yaml"), check_local=False)
+    assert recipe.data.sources.b.repeats == 5
+    for bad, said in ((["data.sources.c.shards=c.tar"], "but not for c"),
+                      (["data.sources.b.repeats=0"], "integer >= 1"),
+                      (["data.sources.a.weight=3"], "not both")):
+        with pytest.raises(RecipeError, match=said):
+            load_recipe(str(tmp_path / "mix.yaml"), overrides=bad, check_local=False)
