@@ -142,6 +142,7 @@ class DepictQACheckpoint(L.Callback):
             tensors["rng.torch"] = torch.get_rng_state()
             elapsed = pl_module.elapsed_seconds() if hasattr(pl_module, "elapsed_seconds") else None
             info.update(global_step=step, epoch=trainer.current_epoch, elapsed_seconds=elapsed,
+                        wandb_run_id=wandb_run_id(trainer),
                         scheduler=_json_safe(trainer.lr_scheduler_configs[0].scheduler.state_dict()))
             save_state(staging, tensors, info)
             publish(staging, target)
@@ -210,6 +211,14 @@ def point_link(link: Path, target: Path) -> None:
         shutil.rmtree(link)
     os.replace(staging, link)
     _fsync_dir(link.parent)
+
+
+def wandb_run_id(trainer: L.Trainer) -> str | None:
+    """The W&B run of this training (stored with each checkpoint so that ``--resume`` continues it)."""
+    for logger in trainer.loggers:
+        if type(logger).__name__ == "WandbLogger":  # no wandb import for runs that do not use it
+            return str(logger.version) if logger.version else None
+    return None
 
 
 def _json_safe(state: dict[str, Any]) -> dict[str, Any]:

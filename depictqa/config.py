@@ -106,10 +106,16 @@ class TrainerSchema:
     checkpoint_monitor: Optional[str] = None  # e.g. val/rating_acc: also keep checkpoints/best
     checkpoint_mode: str = "max"
     val_generate: bool = True  # validation also generates `single` answers and scores them
+    val_log_answers: int = 16  # of those, how many a W&B logger shows per validation (images, answer, truth)
     activation_checkpointing: bool = False
     # torch.compile each LLM decoder layer (dynamic shapes: native-resolution batches vary in length)
     compile: bool = False
     compile_backend: str = "inductor"  # "aot_eager" checks the traced graph without a C++ compiler
+    # Lightning callbacks [{class_path, init_args}], a profiler (simple | advanced | pytorch, or
+    # {class_path, init_args}) and the learning-rate monitor (on whenever a logger is)
+    callbacks: list[Any] = field(default_factory=list)
+    profiler: Any = None
+    lr_monitor: bool = True
 
 
 @dataclass
@@ -121,6 +127,10 @@ class Recipe:
     optim: OptimSchema = field(default_factory=OptimSchema)
     trainer: TrainerSchema = field(default_factory=TrainerSchema)
     logger: dict[str, Any] = field(default_factory=lambda: {"name": "csv"})
+    # further Lightning loggers beside `logger`, [{class_path, init_args}] (e.g. several at once)
+    loggers: list[Any] = field(default_factory=list)
+    # modules imported before anything is built: a user's registered components and callbacks
+    imports: list[str] = field(default_factory=list)
     # training losses beside the answer loss, [{name: ..., weight: ..., ...}] (depictqa.objectives)
     objectives: list[Any] = field(default_factory=list)
 
@@ -227,6 +237,12 @@ def component(block: DictConfig | dict) -> tuple[str, str, dict[str, Any]]:
 def save_recipe(cfg: DictConfig, path: str | os.PathLike) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, path, resolve=True)
+
+
+# what may change when a run is resumed: where and how often it reports, and its budget
+RESUMABLE_CHANGES = ("trainer.max_steps", "out_dir", "logger", "loggers", "trainer.log_every_n_steps",
+                     "trainer.val_every_n_steps", "trainer.checkpoint_every_n_steps", "trainer.callbacks",
+                     "trainer.profiler", "trainer.lr_monitor", "trainer.max_minutes", "trainer.val_log_answers")
 
 
 def diff(a: DictConfig, b: DictConfig, ignore: Sequence[str] = ("trainer.max_steps", "out_dir")) -> list[str]:

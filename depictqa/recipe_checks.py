@@ -22,7 +22,7 @@ TRAIN_MODES = ("frozen", "lora", "full")
 
 CHOICES = {"optim.schedule": ("cosine", "linear", "constant"),
            "trainer.strategy": ("auto", "ddp", "ddp_spawn", "fsdp", "fsdp2", "deepspeed"),
-           "logger.name": ("csv", "wandb", "none"),
+           "logger.name": ("csv", "wandb", "tensorboard", "none"),
            "trainer.checkpoint_mode": ("max", "min"),
            "optim.loss_reduction": ("token", "sample", "sqrt"),
            "trainer.compile_backend": ("inductor", "aot_eager", "eager", "cudagraphs")}
@@ -42,6 +42,7 @@ LR_SCALE_KEYS = ("encoder", "projector", "llm", "conditioners", "objectives")
 LOGGER_KEYS = {
     "none": ("save_dir",),
     "csv": ("save_dir", "version", "prefix", "flush_logs_every_n_steps"),
+    "tensorboard": ("save_dir", "version", "prefix", "log_graph", "default_hp_metric", "sub_dir"),
     "wandb": ("save_dir", "version", "offline", "dir", "id", "anonymous", "project", "log_model", "prefix",
               "checkpoint_name", "add_file_policy", "entity", "notes", "tags", "config", "config_exclude_keys",
               "config_include_keys", "allow_val_change", "group", "job_type", "mode", "force", "reinit",
@@ -54,8 +55,10 @@ LOGGER_KEYS = {
 def validate(cfg: DictConfig, check_local: bool = True) -> None:
     """Check choices, values and every component block against its builder, without building
     anything; with ``check_local`` also the shard files and the accelerator (:func:`check_local_resources`)."""
-    from depictqa import encoders, llms, projectors
+    from depictqa import encoders, llms, plugins, projectors
     from depictqa.prompts import TEMPLATES
+
+    plugins.check(cfg)  # imports first: a user's module registers the components named below
 
     try:  # interpolations (${key}, ${oc.env:VAR}, ...) fail here, named, not deep inside fit
         OmegaConf.to_container(cfg, resolve=True)

@@ -119,6 +119,13 @@ class DepictQATask(L.LightningModule):
             for name, value in validator(self, batch).items():
                 self.log(f"val/{name}", value, batch_size=bs, sync_dist=True)
 
+    def on_validation_epoch_end(self) -> None:
+        """Hand the validators' answer rows to a logger that shows tables (W&B)."""
+        for validator in self.validators:
+            rows = validator.take_rows() if hasattr(validator, "take_rows") else []
+            if rows and self.trainer is not None and self.trainer.is_global_zero:
+                log_answer_table(self.trainer.loggers, validator.COLUMNS, rows, self.global_step)
+
     def configure_optimizers(self) -> Any:
         o = self.recipe.optim
         scale = dict(o.lr_scale or {})
@@ -205,3 +212,14 @@ class DepictQATask(L.LightningModule):
 
         restore_training_state(self.trainer, *self._resume_state)
         self._resume_state = None
+
+
+def log_answer_table(loggers: list[Any], columns: tuple[str, ...], rows: list[tuple[Any, ...]], step: int) -> None:
+    """``val/answers``: one table row per answer (the images column as W&B images)."""
+    for logger in loggers:
+        if type(logger).__name__ != "WandbLogger":  # no wandb import for runs that do not use it
+            continue
+        import wandb
+
+        data = [[wandb.Image(cell) if c == "images" else cell for c, cell in zip(columns, row)] for row in rows]
+        logger.log_table(key="val/answers", columns=list(columns), data=data, step=step)

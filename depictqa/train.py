@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from depictqa.config import RecipeError, diff, save_recipe
+from depictqa.config import RESUMABLE_CHANGES, RecipeError, diff, save_recipe
 
 log = logging.getLogger("depictqa")
 
@@ -48,28 +48,43 @@ def _tokenizer_texts(recipe: DictConfig) -> Iterable[str] | None:
     return texts
 
 
-def make_logger(recipe: DictConfig) -> Any:
+def make_logger(recipe: DictConfig, wandb_id: str | None = None) -> Any:
+    """The recipe's ``logger`` plus its ``loggers`` (a list, or False for none). ``wandb_id``: the
+    W&B run a resumed training continues (unless the recipe names one)."""
+    from depictqa.plugins import instantiate
+
     block = OmegaConf.to_container(recipe.logger, resolve=True)
     name = block.pop("name")
     save_dir = block.pop("save_dir", recipe.out_dir)
-    if name == "none":
-        return False
+    loggers = [instantiate(spec, f"loggers[{i}]") for i, spec in
+               enumerate(OmegaConf.to_container(recipe.loggers, resolve=True) or [])]
     if name == "csv":
         from lightning.pytorch.loggers import CSVLogger
 
-        return CSVLogger(save_dir=save_dir, name="logs", **block)
-    from lightning.pytorch.loggers import WandbLogger  # imports wandb: only when asked for
+        loggers.insert(0, CSVLogger(save_dir=save_dir, name="logs", **block))
+    elif name == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
 
-    logger = WandbLogger(save_dir=save_dir, **block)
-    logger.log_hyperparams(OmegaConf.to_container(recipe, resolve=True))
-    return logger
+        loggers.insert(0, TensorBoardLogger(save_dir=save_dir, name="tensorboard", **block))
+    elif name == "wandb":
+        from lightning.pytorch.loggers import WandbLogger  # imports wandb: only when asked for
+
+        if wandb_id and "id" not in block:
+            block.update(id=wandb_id, resume="allow")
+        logger = WandbLogger(save_dir=save_dir, **block)
+        logger.log_hyperparams(OmegaConf.to_container(recipe, resolve=True))
+        loggers.insert(0, logger)
+    return loggers or False
 
 
 def make_trainer(recipe: DictConfig, model: torch.nn.Module, callbacks: Sequence[Any] = (),
-                 elapsed_seconds: float = 0.0) -> Any:
+                 elapsed_seconds: float = 0.0, wandb_id: str | None = None) -> Any:
     """The Trainer a recipe describes; ``elapsed_seconds``: training time a resumed run already
-    spent of ``trainer.max_minutes``."""
+    spent of ``trainer.max_minutes``; ``wandb_id``: the W&B run to continue."""
     import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    from depictqa.plugins import instantiate
 
     from depictqa.callbacks import DepictQACheckpoint, EpochSeeder
     from depictqa.strategies import make_strategy, precision_for
@@ -78,6 +93,14 @@ def make_trainer(recipe: DictConfig, model: torch.nn.Module, callbacks: Sequence
     ckpt = DepictQACheckpoint(Path(recipe.out_dir) / "checkpoints", every_n_steps=t.checkpoint_every_n_steps,
                               monitor=t.checkpoint_monitor, mode=t.checkpoint_mode)
     has_val = bool(recipe.data.val)
+    logger = make_logger(recipe, wandb_id)
+    user = [instantiate(spec, f"trainer.callbacks[{i}]")
+            for i, spec in enumerate(OmegaConf.to_container(t.callbacks, resolve=True) or [])]
+    if t.lr_monitor and logger:  # under max_minutes the schedule follows the clock: worth seeing
+        user.append(LearningRateMonitor(logging_interval="step"))
+    profiler = OmegaConf.to_container(t.profiler, resolve=True) if OmegaConf.is_config(t.profiler) else t.profiler
+    if isinstance(profiler, dict):
+        profiler = instantiate(profiler, "trainer.profiler")
     return L.Trainer(
         max_steps=t.max_steps, max_epochs=t.max_epochs,
         max_time={"seconds": max(1, int(60 * t.max_minutes - elapsed_seconds))} if t.max_minutes else None,
@@ -88,7 +111,7 @@ def make_trainer(recipe: DictConfig, model: torch.nn.Module, callbacks: Sequence
         val_check_interval=t.val_every_n_steps if has_val and t.val_every_n_steps else None,
         check_val_every_n_epoch=None if has_val and t.val_every_n_steps else 1,
         limit_val_batches=None if has_val else 0, num_sanity_val_steps=0,
-        logger=make_logger(recipe), callbacks=[ckpt, EpochSeeder(), *callbacks],
+        logger=logger, callbacks=[ckpt, EpochSeeder(), *user, *callbacks], profiler=profiler,
         enable_checkpointing=False, default_root_dir=recipe.out_dir, use_distributed_sampler=False)
 
 
@@ -113,7 +136,7 @@ def fit(recipe: DictConfig, resume: str | Path | None = None, callbacks: Sequenc
     build_recipe = recipe
     if resume is not None:
         check_complete(resume)
-        changes = diff(recipe_of(resume), recipe)
+        changes = diff(recipe_of(resume), recipe, ignore=RESUMABLE_CHANGES)
         if changes:
             raise RecipeError(f"--resume {resume}: the recipe differs from the run's:\n  " + "\n  ".join(changes))
         resume_state = load_state(resume)
@@ -133,22 +156,30 @@ def fit(recipe: DictConfig, resume: str | Path | None = None, callbacks: Sequenc
     if recipe.data.val and recipe.trainer.val_generate:
         from depictqa.eval.validation import GenerationValidator
 
-        task.validators.append(GenerationValidator())
+        task.validators.append(GenerationValidator(keep_answers=recipe.trainer.val_log_answers))
     skip = resume_state[1]["global_step"] * recipe.trainer.accumulate_grad_batches if resume_state else 0
     datamodule = DepictQADataModule(recipe, sample_encoder(model), skip_batches=skip)
     with warnings.catch_warnings(), _without_lightning_ads():
         # torch's own pytree deprecation, raised from inside Lightning on every batch transfer
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                                 category=FutureWarning)
-        trainer = make_trainer(recipe, model, callbacks, elapsed_seconds=task.elapsed_before)
+        wandb_id = resume_state[1].get("wandb_run_id") if resume_state else None
+        trainer = make_trainer(recipe, model, callbacks, elapsed_seconds=task.elapsed_before, wandb_id=wandb_id)
         try:
             trainer.fit(task, datamodule=datamodule)
+            _finish_wandb(trainer)  # a later run in this process (fit, evaluate --wandb) gets its own
         except SIGTERMException:
             # Lightning raises this (a SystemExit, code 0) after our checkpoint callback has saved.
             print(f"depictqa fit: stopped by SIGTERM after step {trainer.global_step}; "
                   f"continue with --resume {out / 'checkpoints' / 'last'}", file=sys.stderr)
             raise SystemExit(128 + signal.SIGTERM) from None
     return out / "checkpoints" / "last"
+
+
+def _finish_wandb(trainer: Any) -> None:
+    for logger in trainer.loggers:
+        if type(logger).__name__ == "WandbLogger" and trainer.is_global_zero:
+            logger.experiment.finish()
 
 
 def _claim_out_dir(checkpoints: Path, resume: str | Path | None, overwrite: bool) -> None:

@@ -39,10 +39,21 @@ def _image_offsets(batch: Batch) -> list[int]:
 
 
 class GenerationValidator:
-    """Callable ``(task_module, batch) -> {"identification_acc": .., "rating_acc": ..}``."""
+    """Callable ``(task_module, batch) -> {"identification_acc": .., "rating_acc": ..}``.
 
-    def __init__(self, max_new_tokens: int = 12) -> None:
-        self.max_new_tokens = max_new_tokens
+    Also keeps the first ``keep_answers`` answers of a validation pass as table rows (images,
+    question, answer, truth, confidence = mean probability of the answer's tokens) for a logger
+    that shows them; :meth:`take_rows` hands them over and starts the next pass."""
+
+    COLUMNS = ("key", "images", "question", "answer", "truth", "confidence")
+
+    def __init__(self, max_new_tokens: int = 12, keep_answers: int = 16) -> None:
+        self.max_new_tokens, self.keep_answers = max_new_tokens, keep_answers
+        self.rows: list[tuple[Any, ...]] = []
+
+    def take_rows(self) -> list[tuple[Any, ...]]:
+        rows, self.rows = self.rows, []
+        return rows
 
     @torch.no_grad()
     def __call__(self, task_module: Any, batch: Batch) -> dict[str, float]:
@@ -51,10 +62,14 @@ class GenerationValidator:
         if not rows:
             return {}
         prompts = prompt_batch(batch, rows, model.tokenizer.pad_token_id or 0).to(batch.input_ids.device)
-        ids = model.generate(prompts, max_new_tokens=self.max_new_tokens)
+        gen = model.generate(prompts, max_new_tokens=self.max_new_tokens, output_logits=True,
+                             return_dict_in_generate=True)
+        ids = gen.sequences
         texts = model.tokenizer.batch_decode(ids, skip_special_tokens=True)
         out: dict[str, float] = {}
         meta = batch.info.meta
+        if len(self.rows) < self.keep_answers:
+            self._keep(batch, rows, prompts, texts, ids, gen.logits, model.tokenizer)
         ident = [(t, gt_labels(meta[i])) for t, i in zip(texts, rows) if batch.tasks[i].kind == "assess"]
         rate = [(t, bool(meta[i]["A_better_B"])) for t, i in zip(texts, rows)
                 if batch.tasks[i].kind == "compare" and meta[i].get("A_better_B") is not None]
@@ -63,3 +78,23 @@ class GenerationValidator:
         if rate:
             out["rating_acc"] = rating_accuracy(*zip(*rate))
         return out
+
+    def _keep(self, batch: Batch, rows: list[int], prompts: Batch, texts: list[str], ids: torch.Tensor,
+              logits: tuple[torch.Tensor, ...], tokenizer: Any) -> None:
+        """Table rows for the first answers: pixels [H, n*W, 3] uint8, texts, the answer's confidence."""
+        probs = torch.stack([step.float().softmax(-1) for step in logits], 1)  # [b, T, V]
+        chosen = probs.gather(-1, ids[:, :probs.shape[1], None])[..., 0]
+        stop = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+        starts = _image_offsets(batch)
+        for j, i in enumerate(rows[: self.keep_answers - len(self.rows)]):
+            keep = [k for k, tok in enumerate(ids[j, :chosen.shape[1]].tolist()) if tok not in stop]
+            confidence = float(chosen[j, keep].mean()) if keep else float("nan")
+            pixels = batch.pixels[starts[i]:starts[i] + batch.num_images[i]]
+            picture = torch.cat(list(pixels), -1).permute(1, 2, 0)
+            if picture.dtype != torch.uint8:  # normalised floats: show them min-max scaled
+                picture = ((picture - picture.min()) / (picture.max() - picture.min() + 1e-6) * 255).to(torch.uint8)
+            question = tokenizer.decode(prompts.input_ids[j][~prompts.image_mask[j]], skip_special_tokens=True)
+            truth = batch.info.meta[i].get("A_better_B") if batch.tasks[i].kind == "compare" else \
+                " and ".join(sorted(gt_labels(batch.info.meta[i])))
+            self.rows.append((batch.info.keys[i], picture.cpu().numpy(), question.strip()[-300:], texts[j].strip(),
+                              str(truth), confidence))
