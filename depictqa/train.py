@@ -116,8 +116,12 @@ def make_trainer(recipe: DictConfig, model: torch.nn.Module, callbacks: Sequence
 
 
 def fit(recipe: DictConfig, resume: str | Path | None = None, callbacks: Sequence[Any] = (),
-        overwrite: bool = False) -> Path:
+        overwrite: bool = False, init: str | Path | None = None) -> Path:
     """Train; returns the final checkpoint directory (``out_dir/checkpoints/last``).
+
+    ``init``: start from the weights of a checkpoint folder (a released model imported with
+    ``depictqa import-official``, or any depictqa checkpoint of the same architecture) with a fresh
+    optimiser and step count — fine-tuning, not a resume.
 
     An ``out_dir`` that already holds another run's checkpoints is refused unless ``resume`` names
     one of them or ``overwrite`` is set (which deletes them first). A run stopped by SIGTERM (as
@@ -127,13 +131,22 @@ def fit(recipe: DictConfig, resume: str | Path | None = None, callbacks: Sequenc
     from depictqa.build import build_model, sample_encoder
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from depictqa.checkpoint import TOKENIZER, check_complete, load_objectives, load_state, load_trainable, recipe_of
+    from depictqa.checkpoint import (TOKENIZER, CheckpointError, check_complete, load_objectives, load_state,
+                                     load_trainable, recipe_of)
     from depictqa.data.datamodule import DepictQADataModule
     from depictqa.task import DepictQATask
 
     _claim_out_dir(Path(recipe.out_dir) / "checkpoints", resume, overwrite)
     resume_state = None
     build_recipe = recipe
+    if init is not None:
+        if resume is not None:
+            raise RecipeError("--init starts a new run from a checkpoint's weights, --resume continues one: give one")
+        if not (Path(init) / "trainable.safetensors").is_file():
+            raise CheckpointError(f"--init {init}: not a depictqa checkpoint folder (no trainable.safetensors)")
+        tok = Path(init) / TOKENIZER
+        if tok.is_dir():  # the tokenizer the weights were trained with, not a new one
+            build_recipe = OmegaConf.merge(recipe, {"model": {"llm": {"tokenizer": str(tok.resolve())}}})
     if resume is not None:
         check_complete(resume)
         changes = diff(recipe_of(resume), recipe, ignore=RESUMABLE_CHANGES)
@@ -146,8 +159,8 @@ def fit(recipe: DictConfig, resume: str | Path | None = None, callbacks: Sequenc
     L.seed_everything(recipe.seed, workers=True, verbose=False)
     texts = _tokenizer_texts(build_recipe)
     model = build_model(build_recipe, texts=texts)
-    if resume is not None:
-        load_trainable(model, Path(resume))
+    if resume is not None or init is not None:
+        load_trainable(model, Path(resume if resume is not None else init))
     out = Path(recipe.out_dir)
     save_recipe(recipe, out / "recipe.yaml")
     task = DepictQATask(model, recipe, resume_state=resume_state)

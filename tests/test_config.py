@@ -18,7 +18,7 @@ def test_wrong_type_names_the_key():
 
 
 def test_unknown_component_lists_choices():
-    with pytest.raises(RecipeError, match="valid: abstractor, linear, mlp"):
+    with pytest.raises(RecipeError, match="valid: abstractor, linear, mlp, official-abstractor"):
         tiny_recipe("model.projector.name=resampler")
 
 

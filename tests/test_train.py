@@ -109,7 +109,7 @@ def test_resume_with_a_different_recipe_is_refused(shards, tmp_path):
 def test_fit_cli_bad_recipe_exits_2():
     proc = subprocess.run([sys.executable, "-m", "depictqa.cli", "fit", str(ROOT / "recipes/tiny.yaml"),
                            "model.projector.name=nope"], capture_output=True, text=True)
-    assert proc.returncode == 2 and "valid: abstractor, linear, mlp" in proc.stderr
+    assert proc.returncode == 2 and "valid: abstractor, linear, mlp, official-abstractor" in proc.stderr
 
 
 def test_skipped_samples_are_counted_across_workers_and_logged(tmp_path, caplog):

@@ -7,7 +7,8 @@ import argparse
 HELP = "train a model from a recipe (base + overlays + key=value overrides)"
 EXAMPLES = """  depictqa fit recipes/tiny.yaml data.sources.brief.shards=data/brief/shard-{000000..000003}.tar
   depictqa fit recipes/depictqa_wild.yaml recipes/ablations/mlp_projector.yaml trainer.num_nodes=4
-  depictqa fit recipes/tiny.yaml --resume runs/tiny/checkpoints/last"""
+  depictqa fit recipes/tiny.yaml --resume runs/tiny/checkpoints/last
+  depictqa fit recipes/depictqa_wild.yaml --init ckpt/wild data.sources.brief.shards=my/*.tar   # fine-tune"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_recipe_arguments(parser)
     parser.add_argument("--resume", metavar="DIR", help="continue the run saved in this checkpoint directory")
+    parser.add_argument("--init", metavar="DIR",
+                        help="start from this checkpoint's weights (e.g. from import-official) with a fresh "
+                             "optimiser and step count: fine-tuning, not a resume")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete the checkpoints an earlier run left in out_dir (refused without it)")
 
@@ -32,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from depictqa.train import fit
 
     try:
-        last = fit(recipe, resume=args.resume, overwrite=args.overwrite)
+        last = fit(recipe, resume=args.resume, overwrite=args.overwrite, init=args.init)
     except (RecipeError, CheckpointError) as err:
         return fail(str(err))
     except DataQualityError as err:  # bad input data, not a bug: the message, no traceback
