@@ -4,7 +4,8 @@
 
     recipe.yaml              the resolved recipe the model was built from
     trainable.safetensors    trainable weights outside the adapter (projector, trained encoder/LLM)
-    adapter/                 the LoRA adapter as a standard PEFT adapter folder (LoRA runs only)
+    adapter/                 the LoRA adapter as a standard PEFT adapter folder (LoRA runs only), with a
+                             short README saying how it is meant to be loaded
     tokenizer/               the tokenizer, when it is not the base model's own
     state/                   optimizer + loop state for ``depictqa fit --resume`` (safetensors + JSON),
                              and the training objectives' weights (``objectives.safetensors``)
@@ -126,19 +127,26 @@ def save_pretrained(model: DepictQAModel, recipe: DictConfig, directory: str | o
     if getattr(model.llm, "is_lora", False):
         # PEFT picks the adapter's tensors out of the state dict it is given (full, not sharded).
         model.llm.model.save_pretrained(str(out / ADAPTER), state_dict=lora)
+        from depictqa.model_card import adapter_card
+
+        (out / ADAPTER / "README.md").write_text(adapter_card(recipe))  # not PEFT's empty template
     if _custom_tokenizer(recipe):
         model.tokenizer.save_pretrained(str(out / TOKENIZER))
     return out
 
 
 def load_pretrained(directory: str | os.PathLike, device: str | torch.device | None = None,
-                    overrides: list[str] | None = None, trust_remote_code: bool = False) -> DepictQAModel:
+                    overrides: list[str] | None = None, trust_remote_code: bool = False,
+                    revision: str | None = None) -> DepictQAModel:
     """Rebuild the model from a checkpoint directory (safetensors and JSON only).
+
+    ``directory``: a checkpoint folder, or the hub id ``owner/name`` of one (as ``depictqa export``
+    writes it), fetched into the Hugging Face cache (``revision``: a branch, tag or commit).
 
     A checkpoint's recipe that asks for ``trust_remote_code`` (Python files shipped with a model
     folder) is refused unless the caller passes ``trust_remote_code=True`` (``--trust-remote-code``
     on the command line): loading a checkpoint someone handed you must not run their code."""
-    ckpt = Path(directory)
+    ckpt = local_folder(directory, revision)
     if not (ckpt / RECIPE).is_file() or not (ckpt / WEIGHTS).is_file():
         raise CheckpointError(f"{directory} is not a depictqa checkpoint (needs {RECIPE} and {WEIGHTS})")
     extra = list(overrides or [])
@@ -158,6 +166,16 @@ def load_pretrained(directory: str | os.PathLike, device: str | torch.device | N
     load_trainable(model, ckpt)
     model.eval()
     return model.to(device) if device is not None else model
+
+
+def local_folder(directory: str | os.PathLike, revision: str | None = None) -> Path:
+    """``directory`` itself, or the hub checkpoint it names downloaded (:class:`CheckpointError` if neither)."""
+    from depictqa.hub import checkpoint_folder
+
+    try:
+        return checkpoint_folder(directory, revision)
+    except FileNotFoundError as err:
+        raise CheckpointError(str(err)) from None
 
 
 def _check_remote_code(ckpt: Path, trusted: bool) -> None:
@@ -342,7 +360,7 @@ def _damage(ckpt: Path) -> str | None:
 
 
 def recipe_of(directory: str | os.PathLike) -> DictConfig:
-    path = Path(directory) / RECIPE
+    path = local_folder(directory) / RECIPE
     if not path.is_file():
         raise CheckpointError(f"{directory} is not a depictqa checkpoint (no {RECIPE})")
     return OmegaConf.load(path)

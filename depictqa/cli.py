@@ -23,8 +23,19 @@ COMMANDS: dict[str, str] = {
     "assess": "depictqa.commands.assess",
     "compare": "depictqa.commands.compare",
     "list": "depictqa.commands.listing",
+    "import-official": "depictqa.commands.import_official",
     "demo": "depictqa.commands.demo",
+    "export": "depictqa.commands.export",
 }
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("depictqa")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Descriptive image quality assessment with multimodal LLMs.",
         epilog="Run 'depictqa COMMAND --help' for a command's options and examples.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_path in COMMANDS.items():
         try:
@@ -55,9 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # argparse ends a variadic positional at the first option: `fit R --resume D key=val` leaves
         # key=val over. Recipe overrides may come after options; anything else is an error.
         overrides = all("=" in e and not e.startswith("-") for e in extra)
-        if not overrides or not isinstance(getattr(args, "recipe", None), list):
+        target = next((a for a in ("recipe", "recipe_overrides") if isinstance(getattr(args, a, None), list)), None)
+        if not overrides or target is None:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.recipe += extra
+        getattr(args, target).extend(extra)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

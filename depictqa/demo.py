@@ -158,23 +158,9 @@ def loss_curve(run: Path, path: Path) -> Path | None:
 
 
 def example_figure(shown: list[dict[str, Any]], path: Path) -> Path:
-    import matplotlib
+    from depictqa.eval.figures import plot_examples  # images at a legible size, answers wrapped
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    fig, axes = plt.subplots(len(shown), 3, figsize=(7.5, 2.9 * len(shown)), squeeze=False)
-    for row, ex in zip(axes, shown):
-        for ax, img, title in zip(row, ex["images"], ("reference", "Image A", "Image B")):
-            ax.imshow(Image.open(img))
-            ax.set_title(title, fontsize=9)
-            ax.axis("off")
-        row[1].text(0, -0.12, f"model: {ex['brief'][:90]}", transform=row[1].transAxes, fontsize=7, va="top")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return plot_examples(shown, path)
 
 
 def write_report(out: Path, table: dict[str, Any], shown: list[dict[str, Any]], timings: dict[str, float]) -> Path:
@@ -236,7 +222,9 @@ def run_demo(out: str | Path = "demo_out", minutes: float = 10.0, recipe: str | 
     from depictqa.infer.assessor import Assessor
 
     out = Path(out)
-    recipe = recipe or str(Path(__file__).resolve().parent / "recipes" / "tiny.yaml")
+    from importlib.resources import files  # the recipes ship inside the package (wheel or checkout)
+
+    recipe = recipe or str(files("depictqa") / "recipes" / "tiny.yaml")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     synthesise(out, samples, test_samples, size, fresh, workers=workers or max(1, min(16, os.cpu_count() or 1)))

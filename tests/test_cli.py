@@ -70,7 +70,7 @@ def test_only_the_cli_imports_depictqa_commands():
 def test_list_prints_each_component_with_a_description():
     out = cli("list", "projectors").stdout
     lines = [line.split(None, 1) for line in out.splitlines()[1:]]
-    assert [n for n, _ in lines] == ["abstractor", "linear", "mlp"]
+    assert [n for n, _ in lines] == ["abstractor", "linear", "mlp", "official-abstractor"]
     assert all(len(desc) > 10 for _, desc in lines)
 
 
@@ -94,7 +94,7 @@ def test_wandb_logger_works_offline_without_an_account(tmp_path):
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        logger = make_logger(tiny_recipe(f"logger={{name: wandb, project: test, save_dir: '{tmp_path}'}}"))
+        (logger,) = make_logger(tiny_recipe(f"logger={{name: wandb, project: test, save_dir: '{tmp_path}'}}"))
         logger.log_metrics({"train/loss": 1.0}, step=1)
         logger.experiment.finish()
     finally:

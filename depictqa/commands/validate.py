@@ -1,4 +1,9 @@
-"""``depictqa validate``: resolve and check a recipe, print it and the parameter counts."""
+"""``depictqa validate``: resolve and check a recipe, print it and the parameter counts.
+
+Before building, every model the recipe names by hub id is looked up in the local cache and, if
+absent, on the hub with a short timeout: offline, the command names the missing model and exits 2
+within seconds instead of retrying downloads.
+"""
 
 from __future__ import annotations
 
@@ -28,9 +33,19 @@ def run(args: argparse.Namespace) -> int:
     from depictqa.config import RecipeError
 
     try:
-        recipe = load_from_args(args.recipe, check_local=not args.no_local_checks)
+        recipe = load_from_args(args.recipe, check_local=False)
     except RecipeError as err:
         return fail(str(err))
+    problems = [] if args.no_local_checks else _local_problems(recipe)
+    if not args.no_build:
+        from depictqa.hub import missing_models
+
+        missing = missing_models(recipe.model)
+        if missing:  # said at once, before anything is built or downloaded
+            problems.append(f"cannot build the model: {'; '.join(missing)}. Fetch each where there is network "
+                            "(`hf download ID`) or name a local folder; `--no-build` checks the recipe without it")
+    if problems:
+        return fail("\n  ".join(problems))
     print(OmegaConf.to_yaml(recipe, resolve=True))
     if args.no_build:
         print("recipe is valid")
@@ -38,7 +53,11 @@ def run(args: argparse.Namespace) -> int:
     from depictqa.build import build_model
 
     texts = ["a sample text to size the tokenizer"] * 4
-    model = build_model(recipe, texts=texts)
+    try:
+        model = build_model(recipe, texts=texts)
+    except OSError as err:  # a download that failed after all (a file the cache lacks, a dropped connection)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        return fail(f"cannot build the model: {first}; `--no-build` checks the recipe without building it")
     counts = model.parameter_counts()
     width = max(10, *(len(part) for part in counts))
     print(f"{'part':<{width}} {'total':>14} {'trainable':>14}")
@@ -49,3 +68,15 @@ def run(args: argparse.Namespace) -> int:
         totals[1] += trainable
     print(f"{'all':<{width}} {totals[0]:>14,} {totals[1]:>14,}")
     return 0
+
+
+def _local_problems(recipe: object) -> list[str]:
+    """What this machine lacks for the recipe (shards, accelerator), as messages."""
+    from depictqa.config import RecipeError
+    from depictqa.recipe_checks import check_local_resources
+
+    try:
+        check_local_resources(recipe)
+    except RecipeError as err:
+        return [str(err)]
+    return []

