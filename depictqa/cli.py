@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "import-official": "depictqa.commands.import_official",
     "demo": "depictqa.commands.demo",
     "export": "depictqa.commands.export",
+    "serve": "depictqa.commands.serve",
 }
 
 

@@ -12,7 +12,8 @@ ENCODER_ARGS = {
     "timm": {"model_name": "vit_tiny_patch16_224", "model_kwargs": {"depth": 2}},
     "tiny-vit": {"patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2},
 }
-PROJECTOR_ARGS = {"linear": {}, "mlp": {"hidden_dim": 24}, "abstractor": {"num_queries": 5, "num_heads": 2, "depth": 1}}
+PROJECTOR_ARGS = {"linear": {}, "mlp": {"hidden_dim": 24}, "abstractor": {"num_queries": 5, "num_heads": 2, "depth": 1},
+                  "official-abstractor": {"num_queries": 5, "num_heads": 2, "num_layers": 1, "feedforward": 32}}
 
 
 def test_every_registered_component_has_test_arguments():
