@@ -54,18 +54,25 @@ def train(out: Path, recipe_path: str, minutes: float, fresh: bool, overrides: l
     return fit(recipe)
 
 
-def predict(assessor: Any, meta_path: Path) -> list[dict[str, Any]]:
-    """Greedy ``single`` answers + confidence for an official test meta, in the official output format."""
-    from depictqa.tasks import OFFICIAL
+def predict(assessor: Any, meta_path: Path, family: str | None = None) -> list[dict[str, Any]]:
+    """Greedy ``single`` answers + confidence for an official test meta, in the official output format.
+    ``family="heldout"``: ask each item in a phrasing from the held-out family (never trained on)
+    instead of the meta's own question."""
+    import numpy as np
+
     from depictqa.infer.batching import Request
+    from depictqa.synth.questions import question
+    from depictqa.tasks import OFFICIAL
 
     records = json.loads(meta_path.read_text())
     requests = []
-    for r in records:
+    for i, r in enumerate(records):
         task, reference = OFFICIAL[r["task"]]
         images = {k: str(meta_path.parent / r[f]) for k, f in (("ref", "image_ref"), ("a", "image_A"),
                                                                 ("b", "image_B")) if r.get(f)}
-        requests.append(Request(task, reference, r["query"], images, key=str(r["id"])))
+        query = r["query"] if family is None else question(task, "single", reference,
+                                                           np.random.default_rng(i), family=family)
+        requests.append(Request(task, reference, query, images, key=str(r["id"])))
     answers = assessor.answer(requests, style="single", max_new_tokens=16)
     return [{"id": r["id"], "text": a.text, "confidence": a.confidence, **({"error": a.error} if a.error else {})}
             for r, a in zip(records, answers)]
@@ -105,6 +112,9 @@ def evaluate(out: Path, assessor: Any) -> dict[str, Any]:
     jobs = [(stem, metric, title, f"pred_{stem}.json", predict) for stem, _task, metric, title in EVALS]
     jobs += [(stem, "rating", title, f"pred_{stem}_both_orders.json", predict_both_orders)
              for stem, title in BOTH_ORDERS]
+    # the same items asked in phrasings of the held-out family: words and framings never trained on
+    jobs += [(stem, metric, f"{title}, unseen phrasing", f"pred_{stem}_unseen_phrasing.json",
+              lambda a, path: predict(a, path, family="heldout")) for stem, _task, metric, title in EVALS]
     for stem, metric, title, pred_name, run in jobs:
         gt_path = test / f"{stem}.json"
         start = time.perf_counter()

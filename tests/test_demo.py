@@ -27,7 +27,11 @@ def test_demo_writes_the_report_and_figures(demo):
     for png in ("loss.png", "confusion_nr.png", "examples.png"):
         assert (out / "figures" / png).stat().st_size > 1000
     assert (out / "run/checkpoints/last/trainable.safetensors").is_file()
-    assert set(summary) == {title for *_, title in EVALS} | {title for _, title in BOTH_ORDERS} | {"baselines"}
+    assert set(summary) == ({title for *_, title in EVALS} | {f"{title}, unseen phrasing" for *_, title in EVALS}
+                            | {title for _, title in BOTH_ORDERS} | {"baselines"})
+    # the unseen-phrasing rows ask the same items in held-out phrasings
+    asked = json.loads((out / "eval" / "pred_quality_compare_single_unseen_phrasing.json").read_text())
+    assert len(asked) == summary["FR rating (A/B)"]["n"]
     assert 0.0 <= summary["baselines"]["PSNR"] <= 1.0
 
 
