@@ -99,8 +99,12 @@ def plot_examples(examples: Sequence[dict[str, Any]], path: Path, *, width: int 
     from PIL import Image
 
     n_img = max(len(ex["images"]) for ex in examples)
-    fig = plt.figure(figsize=(EXAMPLE_PANEL_IN * n_img + 5.2, 2.9 * len(examples)))
-    grid = fig.add_gridspec(len(examples), n_img + 1, width_ratios=[1] * n_img + [2.6], wspace=0.08, hspace=0.25)
+    texts = [_example_text(ex, width, max_lines) for ex in examples]
+    # each row as tall as its text needs (8 pt monospace: ~0.17 in a line with its spacing), at least the images
+    heights = [max(EXAMPLE_PANEL_IN + 0.5, 0.17 * (t.count("\n") + 1) + 0.3) for t in texts]
+    fig = plt.figure(figsize=(EXAMPLE_PANEL_IN * n_img + 5.2, sum(heights) * 1.08))
+    grid = fig.add_gridspec(len(examples), n_img + 1, width_ratios=[1] * n_img + [2.6], height_ratios=heights,
+                            wspace=0.08, hspace=0.08)
     for row, ex in enumerate(examples):
         titles = ex.get("titles") or ["reference", "Image A", "Image B"][-len(ex["images"]):]
         for col, (img, title) in enumerate(zip(ex["images"], titles)):
@@ -111,7 +115,7 @@ def plot_examples(examples: Sequence[dict[str, Any]], path: Path, *, width: int 
             ax.axis("off")
         text_ax = fig.add_subplot(grid[row, n_img])
         text_ax.axis("off")
-        text_ax.text(0, 1, _example_text(ex, width, max_lines), va="top", ha="left", fontsize=8,
+        text_ax.text(0, 1, texts[row], va="top", ha="left", fontsize=8,
                      family="monospace", transform=text_ax.transAxes)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
