@@ -7,6 +7,7 @@ and refused before it is decoded.
 
 from __future__ import annotations
 
+import asyncio
 import io
 from dataclasses import dataclass
 from importlib.resources import files
@@ -146,9 +147,10 @@ def create_app(assessor: Any, cfg: ServeConfig | None = None) -> FastAPI:
         style = check_style(style)
         a, b = await image_of("image_a", image_a, True), await image_of("image_b", image_b, True)
         ref = await image_of("reference", reference, False)
-        answer = await batcher.submit(("compare", style, question or None), (a, b, ref))
+        # both go into the same batching window: the answer and P(A better) do not wait on each other
+        answer, pref = await asyncio.gather(batcher.submit(("compare", style, question or None), (a, b, ref)),
+                                            batcher.submit(("prefer", bool(both_orders)), (a, b, ref)))
         failed(answer)
-        pref = await batcher.submit(("prefer", bool(both_orders)), (a, b, ref))
         failed(pref)
         p_a = pref.p_a_debiased if both_orders and pref.p_a_debiased is not None else pref.p_a
         return {"text": answer.text, "confidence": answer.confidence, "style": style,
