@@ -40,9 +40,13 @@ class CheckpointError(ValueError):
     """A directory that is not a depictqa checkpoint."""
 
 
-def _custom_tokenizer(recipe: DictConfig) -> bool:
-    spec = recipe.model.llm.get("tokenizer")
-    return isinstance(spec, DictConfig) or (spec is None and recipe.model.llm.get("path") is None)
+def _custom_tokenizer(recipe: DictConfig, tokenizer: Any = None) -> bool:
+    """Whether the checkpoint must carry its tokenizer: one trained on the data, or one that is not
+    the base model's own (``fit --init`` from an imported release trains with the release's)."""
+    spec, path = recipe.model.llm.get("tokenizer"), recipe.model.llm.get("path")
+    if isinstance(spec, DictConfig) or (spec is None and path is None):
+        return True
+    return tokenizer is not None and path is not None and getattr(tokenizer, "name_or_path", path) != path
 
 
 # Wrapper modules FSDP1 and activation checkpointing insert into parameter names.
@@ -130,7 +134,7 @@ def save_pretrained(model: DepictQAModel, recipe: DictConfig, directory: str | o
         from depictqa.model_card import adapter_card
 
         (out / ADAPTER / "README.md").write_text(adapter_card(recipe))  # not PEFT's empty template
-    if _custom_tokenizer(recipe):
+    if _custom_tokenizer(recipe, model.tokenizer):
         model.tokenizer.save_pretrained(str(out / TOKENIZER))
     return out
 

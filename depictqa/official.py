@@ -10,13 +10,23 @@ frozen parts (CLIP ViT-L/14, Vicuna-7B v1.5) come from the recipe's hub ids or f
 The file is read with ``torch.load(weights_only=True)``: a file that needs pickled classes is
 refused, never executed. Every trainable tensor of the recipe's model must be in the file and every
 tensor of the file must find a place, or nothing is written and the names are listed.
+
+The released models were trained on the ids of transformers 4.x's slow sentencepiece
+``LlamaTokenizer``. Where the tokenizer folder does not set ``legacy: false`` that tokenizer encodes
+each text segment between special tokens (the prompt's ``" </s> "``) on its own, with
+sentencepiece's leading ``▁``; transformers 5 loads the same folder without that ``▁`` after a
+special token. :func:`official_tokenizer` restores the slow ids and the import saves it in the
+checkpoint's ``tokenizer/`` folder, which :func:`depictqa.checkpoint.load_pretrained` and
+``fit --init`` use.
 """
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -87,7 +97,7 @@ def import_official(ckpt: str | Path, recipe: DictConfig, out: str | Path) -> Pa
     """Build the recipe's model (its frozen parts from their hub ids / folders), load the released
     tensors into it and write a depictqa checkpoint folder at ``out`` (which must not exist)."""
     from depictqa.build import build_model
-    from depictqa.checkpoint import save_pretrained
+    from depictqa.checkpoint import TOKENIZER, save_pretrained
 
     out = Path(out)
     if out.exists():
@@ -95,4 +105,44 @@ def import_official(ckpt: str | Path, recipe: DictConfig, out: str | Path) -> Pa
     state = read_official(ckpt)  # before the (large) model loads: a bad file fails in a second
     model = build_model(recipe)
     load_official(model, state, recipe.model.projector.name, source=str(ckpt))
-    return save_pretrained(model, recipe, out)
+    save_pretrained(model, recipe, out)
+    tokenizer = official_tokenizer(model.tokenizer)
+    if tokenizer is not model.tokenizer:
+        tokenizer.save_pretrained(str(out / TOKENIZER))
+    return out
+
+
+def slow_tokenizer_is_legacy(name_or_path: str) -> bool:
+    """Whether transformers 4.x's slow ``LlamaTokenizer`` ran in legacy mode for this tokenizer
+    folder or hub id: its ``tokenizer_config.json`` says ``legacy``, and an unset value meant legacy."""
+    from transformers.utils import cached_file
+
+    config = cached_file(name_or_path, "tokenizer_config.json", _raise_exceptions_for_missing_entries=False)
+    legacy = json.loads(Path(config).read_text()).get("legacy") if config else None
+    return True if legacy is None else bool(legacy)
+
+
+def official_tokenizer(tokenizer: Any) -> Any:
+    """``tokenizer`` made to give the ids the official code got from the slow ``LlamaTokenizer``.
+
+    Only a sentencepiece LLaMA tokenizer in legacy mode (:func:`slow_tokenizer_is_legacy`) changes:
+    the result is a ``tokenizers``-backed copy that gives every segment between special tokens its
+    own leading ``▁``, as sentencepiece did segment by segment (a plain fast tokenizer class, so
+    that saving and loading keeps this). Any other tokenizer is returned as it is.
+    """
+    import transformers
+    from tokenizers import Tokenizer, normalizers
+
+    # transformers 4 has the slow class itself (already right) and LlamaTokenizerFast; 5 one fast class
+    llama = tuple(getattr(transformers, n) for n in ("LlamaTokenizer", "LlamaTokenizerFast") if hasattr(transformers, n))
+    if (not isinstance(tokenizer, llama) or not getattr(tokenizer, "is_fast", False)
+            or not slow_tokenizer_is_legacy(tokenizer.name_or_path)):
+        return tokenizer
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())  # a copy: the caller's is unchanged
+    # the normaliser runs on each segment the special tokens leave, so each gets the "▁" prefix
+    backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    backend.pre_tokenizer = None
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=tokenizer.bos_token,
+                                   eos_token=tokenizer.eos_token, unk_token=tokenizer.unk_token,
+                                   pad_token=tokenizer.pad_token, clean_up_tokenization_spaces=False,
+                                   padding_side=tokenizer.padding_side)

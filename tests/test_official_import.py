@@ -149,6 +149,26 @@ def test_a_file_with_pickled_objects_is_refused_and_nothing_is_written(base_llm,
     assert not (tmp_path / "out").exists()
 
 
+class Payload:
+    """A custom class a malicious ckpt.pt might pickle: unpickling it would call open()."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_a_file_pickling_a_custom_class_is_refused_without_running_it(base_llm, tmp_path):
+    marker = tmp_path / "ran"
+    state = official_state(2, 32, 16)
+    state["extra"] = Payload(marker)
+    torch.save(state, tmp_path / "ckpt.pt")
+    with pytest.raises(OfficialImportError, match=r"ckpt\.pt: refused, it needs pickled Python objects"):
+        import_official(tmp_path / "ckpt.pt", recipe_for(base_llm), tmp_path / "out")
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
 def test_missing_and_unexpected_tensors_are_listed_by_name(base_llm, tmp_path):
     state = official_state(2, 32, 16)
     dropped = "llm.base_model.model.model.layers.1.self_attn.v_proj.lora_A.default.weight"
@@ -191,3 +211,137 @@ def test_cli_import_then_fit_init_starts_from_the_imported_weights(base_llm, tmp
     seen = FirstWeights()
     fit(tuned, init=tmp_path / "imported", callbacks=[seen])
     assert torch.equal(seen.proj, state["vision_proj.weight"])
+
+
+# --- the tokenizer: the released models saw the ids of transformers 4.x's slow LlamaTokenizer ---
+
+SPECIAL = {"<unk>": 0, "<s>": 1, "</s>": 2}
+
+
+@pytest.fixture(scope="module")
+def sp_model() -> bytes:
+    """A tiny LLaMA-style sentencepiece model (BPE, byte fallback, dummy prefix) trained here."""
+    spm = pytest.importorskip("sentencepiece")
+    import io
+
+    from tests.test_prompts import OFFICIAL_PIECES
+
+    texts = [p for pieces in OFFICIAL_PIECES.values() for p in pieces] + list(TEXTS) + ["A\n </s>"]
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts * 5), model_writer=buf, vocab_size=420, model_type="bpe", byte_fallback=True,
+        add_dummy_prefix=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
+        split_digits=True, allow_whitespace_only_pieces=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        character_coverage=1.0, hard_vocab_limit=False, minloglevel=2)
+    return buf.getvalue()
+
+
+def spm_folder(folder, model: bytes, legacy):
+    """A tokenizer folder as Vicuna's: tokenizer.model + tokenizer_config.json (``legacy`` None: unset)."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tokenizer.model").write_bytes(model)
+    config = {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+              "add_bos_token": True, "add_eos_token": False, "clean_up_tokenization_spaces": False,
+              "pad_token": None, "padding_side": "right", "model_max_length": 4096}
+    if legacy is not None:
+        config["legacy"] = legacy
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def slow_llama_ids(sp, text: str, legacy: bool) -> list[int]:
+    """The ids transformers 4.35's slow LlamaTokenizer gives (add_special_tokens=False), written out:
+    the text is cut at the special tokens and sentencepiece encodes each segment on its own. In
+    legacy mode every segment gets sentencepiece's leading "▁"; otherwise a segment after a special
+    token that starts with a space is encoded behind a throw-away "<unk>" so that it does not.
+    (Checked against transformers 4.35.2 on every official prompt string: equal.)"""
+    import re
+
+    ids, first = [], True
+    for part in re.split("(<unk>|<s>|</s>)", text):
+        if part in SPECIAL:
+            ids.append(SPECIAL[part])
+        elif part and (legacy or first or not part.startswith(" ")):
+            ids += sp.encode(part)
+        elif part:
+            ids += sp.encode("<unk>" + part)[len(sp.encode("<unk>")):]
+        first = first and not part
+    return ids
+
+
+def expected_prompt(sp, task: str, legacy: bool) -> list:
+    """[BOS] + each official piece's slow ids, image positions as None, then the target's ids."""
+    from tests.test_prompts import OFFICIAL_PIECES
+
+    pieces = OFFICIAL_PIECES[task]
+    ids = [SPECIAL["<s>"]]
+    for i, piece in enumerate(pieces):
+        ids += slow_llama_ids(sp, piece, legacy) + ([None] * 2 if i < len(pieces) - 1 else [])
+    return ids + slow_llama_ids(sp, "A\n </s>", legacy)
+
+
+def prompt_ids(tokenizer, task: str) -> list:
+    from depictqa.prompts import PromptBuilder
+    from tests.test_prompts import OFFICIAL_PIECES
+
+    query = "<image>\nQ?" if task == "description" else "Q?"
+    enc = PromptBuilder(tokenizer, "depictqa-vicuna").encode(task, False, query, "A",
+                                                            [2] * (len(OFFICIAL_PIECES[task]) - 1))
+    return [None if m else int(i) for i, m in zip(enc.input_ids, enc.image_mask)]
+
+
+@pytest.mark.parametrize("legacy", [None, True, False], ids=["legacy-unset", "legacy-true", "legacy-false"])
+def test_prompt_ids_equal_the_slow_llama_tokenizer_for_every_task(sp_model, tmp_path, legacy):
+    import sentencepiece as spm
+
+    from depictqa.llms.tokenizers import load_tokenizer
+    from depictqa.official import official_tokenizer
+    from tests.test_prompts import OFFICIAL_PIECES
+
+    sp = spm.SentencePieceProcessor(model_proto=sp_model)
+    slow_legacy = legacy is None or legacy  # transformers 4.x: unset meant legacy
+    loaded = load_tokenizer(str(spm_folder(tmp_path / "vicuna", sp_model, legacy)))  # depictqa's path
+    tok = official_tokenizer(loaded)
+    for task in sorted(OFFICIAL_PIECES):
+        assert prompt_ids(tok, task) == expected_prompt(sp, task, slow_legacy), task
+    later = "USER: Q?\n   ASSISTANT: "
+    assert tok(later, add_special_tokens=False)["input_ids"] == slow_llama_ids(sp, later, slow_legacy)
+    if slow_legacy:
+        # the difference is real: transformers 5 alone drops the "▁" after each in-prompt </s>
+        assert prompt_ids(loaded, "quality_compare") != expected_prompt(sp, "quality_compare", True)
+
+
+def test_import_carries_the_slow_tokenizer_ids_into_the_checkpoint(sp_model, tmp_path):
+    import sentencepiece as spm
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from depictqa.checkpoint import load_pretrained
+
+    sp = spm.SentencePieceProcessor(model_proto=sp_model)
+    base = spm_folder(tmp_path / "vicuna", sp_model, None)  # no "legacy" key: legacy in transformers 4.x
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=sp.get_piece_size(), hidden_size=32, intermediate_size=64,
+                                 num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                 max_position_embeddings=512)).save_pretrained(base)
+    torch.save(official_state(2, 32, 16), tmp_path / "ckpt.pt")
+    out = import_official(tmp_path / "ckpt.pt", recipe_for(base), tmp_path / "imported")
+    assert (out / "tokenizer" / "tokenizer.json").is_file()
+    model = load_pretrained(out)
+    assert prompt_ids(model.tokenizer, "quality_single_A_noref") == expected_prompt(sp, "quality_single_A_noref", True)
+
+    # fine-tuning from the import trains with that tokenizer, and its checkpoints carry it
+    from omegaconf import OmegaConf
+
+    from depictqa.train import fit
+    from tests.conftest import write_tiny_shards
+
+    write_tiny_shards(tmp_path / "shards", n=4, prefix="brief")
+    tuned = OmegaConf.merge(recipe_for(base), {"out_dir": str(tmp_path / "run"), "trainer": {"max_steps": 1},
+                                               "data": {"sources": {"brief": {"shards": str(tmp_path / "shards/*.tar")}},
+                                                        "val": None, "batch_size": 2}})
+    last = fit(tuned, init=out)
+    assert (last / "tokenizer" / "tokenizer.json").is_file()
+    again = load_pretrained(last)
+    assert prompt_ids(again.tokenizer, "quality_compare") == expected_prompt(sp, "quality_compare", True)

@@ -33,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
         out = import_official(args.ckpt, recipe, args.out)
     except (RecipeError, OfficialImportError) as err:
         return fail(str(err))
+    if (out / "tokenizer").is_dir():
+        print(f"{out}/tokenizer: the Vicuna tokenizer set to give the ids of the slow LlamaTokenizer the released "
+              "model was trained with (transformers 4.x, legacy mode)", file=sys.stderr)
     print(f"wrote {out}: use it with depictqa assess/compare/infer --ckpt {out}, or depictqa fit RECIPE --init {out}",
           file=sys.stderr)
     return 0
