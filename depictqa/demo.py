@@ -37,6 +37,20 @@ def synthesise(out: Path, samples: int, test_samples: int, size: int, fresh: boo
                          test_samples=test_samples, progress=True, mix="demo")
 
 
+def foreign_test_set(out: Path, samples: int, size: int) -> Path:
+    """The foreign-implementation test set (:mod:`depictqa.eval.foreign`): the identification and
+    rating measures on images whose distortions code the synthesiser never uses made; built once
+    under ``data/test_foreign`` with the test set's file names, never trained on."""
+    from depictqa.eval.foreign import build_foreign_test_set
+
+    folder = out / "data" / "test_foreign"
+    if not (folder / "manifest.json").is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        written = build_foreign_test_set(folder, samples=samples, seed=0, size=size)
+        (folder / "manifest.json").write_text(json.dumps(written, indent=1))
+    return folder
+
+
 def train(out: Path, recipe_path: str, minutes: float, fresh: bool, overrides: list[str]) -> Path:
     from depictqa.config import load_recipe
     from depictqa.train import fit
@@ -109,14 +123,18 @@ def evaluate(out: Path, assessor: Any) -> dict[str, Any]:
     pred_dir.mkdir(parents=True, exist_ok=True)
     rows: dict[str, Any] = {}
     print("[3/5] evaluating on the held-out set")
-    jobs = [(stem, metric, title, f"pred_{stem}.json", predict) for stem, _task, metric, title in EVALS]
-    jobs += [(stem, "rating", title, f"pred_{stem}_both_orders.json", predict_both_orders)
+    jobs = [(test / stem, metric, title, f"pred_{stem}.json", predict) for stem, _task, metric, title in EVALS]
+    jobs += [(test / stem, "rating", title, f"pred_{stem}_both_orders.json", predict_both_orders)
              for stem, title in BOTH_ORDERS]
     # the same items asked in phrasings of the held-out family: words and framings never trained on
-    jobs += [(stem, metric, f"{title}, unseen phrasing", f"pred_{stem}_unseen_phrasing.json",
+    jobs += [(test / stem, metric, f"{title}, unseen phrasing", f"pred_{stem}_unseen_phrasing.json",
               lambda a, path: predict(a, path, family="heldout")) for stem, _task, metric, title in EVALS]
-    for stem, metric, title, pred_name, run in jobs:
-        gt_path = test / f"{stem}.json"
+    foreign = out / "data" / "test_foreign"
+    if foreign.is_dir():  # distortions made by another implementation, asked as the test set asks
+        jobs += [(foreign / stem, metric, f"{title}, foreign distortions", f"pred_{stem}_foreign.json", predict)
+                 for stem, _task, metric, title in EVALS if (foreign / f"{stem}.json").is_file()]
+    for meta, metric, title, pred_name, run in jobs:
+        gt_path = meta.parent / f"{meta.name}.json"
         start = time.perf_counter()
         preds = run(assessor, gt_path)
         pred_path = pred_dir / pred_name
@@ -184,23 +202,13 @@ def write_report(out: Path, table: dict[str, Any], shown: list[dict[str, Any]], 
     examples_png = example_figure(shown, figs / "examples.png") if shown else None
     eval_report({"identification": ident}, out / "eval" / "nr_identification")
     lines = ["# depictqa demo report", "", "Held-out synthetic test set (images and crops disjoint from training).", "",
-             "| measure | n | depictqa | notes |", "|---|---|---|---|"]
-    for title, row in table.items():
-        if title in ("baselines", "baseline_notes"):
-            continue
-        res = row["result"]
-        if row["metric"] == "identification":
-            lines.append(f"| {title} (single distortion) | {res['n_single']} | {_pct(res['single_accuracy'])} | "
-                         f"all incl. two-distortion: {_pct(res['accuracy'])} (n={res['n']}), unparsed {res['n_unparsed']} |")
-        else:
-            lines.append(f"| {title} | {res['n']} | {_pct(res['accuracy'])} | unparsed {res['n_unparsed']} |")
-    notes = table.get("baseline_notes", {})
-    for name, acc in table["baselines"].items():
-        note = "; ".join(notes.get(name, [])) if acc != acc else "score-based, same pairs"
-        lines.append(f"| FR rating (A/B), {name} baseline | {table['FR rating (A/B)']['n']} | {_pct(acc)} | {note} |")
-    lines += ["", "Rating: the model's greedy one-word answer to each pair as given; *both orders*: the image whose "
-              "P(better), averaged over the pair as given and with A and B swapped, is higher (two forward passes).",
-              "", f"Timings (s): {json.dumps(timings)}", ""]
+             *_table(table), "",
+             "Rating: the model's greedy one-word answer to each pair as given; *both orders*: the image whose "
+             "P(better), averaged over the pair as given and with A and B swapped, is higher (two forward passes). "
+             "*Unseen phrasing*: the same items asked in phrasings of the held-out family (framings and words "
+             "training never used); *foreign distortions*: the same measures on images distorted by another "
+             "implementation (when the demo has that test set).",
+             "", f"Timings (s): {json.dumps(timings)}", ""]
     for png, title in ((loss_png, "Training loss"), (confusion_png, "NR identification confusion"),
                        (examples_png, "Held-out examples")):
         if png:
@@ -215,6 +223,35 @@ def write_report(out: Path, table: dict[str, Any], shown: list[dict[str, Any]], 
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+VARIANTS = (", unseen phrasing", ", foreign distortions")  # row-title suffixes shown beside their measure
+
+
+def _table(table: dict[str, Any]) -> list[str]:
+    """Markdown rows: each measure's in-distribution figure with its unseen-phrasing and
+    foreign-distortion figures beside it (identification: the single-distortion exact match)."""
+    def figure(row: dict[str, Any] | None) -> str:
+        if row is None:
+            return ""
+        res = row["result"]
+        return _pct(res["single_accuracy"] if row["metric"] == "identification" else res["accuracy"])
+
+    lines = ["| measure | n | depictqa | unseen phrasing | foreign distortions | notes |", "|---|---|---|---|---|---|"]
+    for title, row in table.items():
+        if title in ("baselines", "baseline_notes") or title.endswith(VARIANTS):
+            continue
+        res, beside = row["result"], [figure(table.get(title + v)) for v in VARIANTS]
+        if row["metric"] == "identification":
+            lines.append(f"| {title} (single distortion) | {res['n_single']} | {figure(row)} | {' | '.join(beside)} | "
+                         f"all incl. two-distortion: {_pct(res['accuracy'])} (n={res['n']}), unparsed {res['n_unparsed']} |")
+        else:
+            lines.append(f"| {title} | {res['n']} | {figure(row)} | {' | '.join(beside)} | unparsed {res['n_unparsed']} |")
+    notes = table.get("baseline_notes", {})
+    for name, acc in table["baselines"].items():
+        note = "; ".join(notes.get(name, [])) if acc != acc else "score-based, same pairs"
+        lines.append(f"| FR rating (A/B), {name} baseline | {table['FR rating (A/B)']['n']} | {_pct(acc)} | | | {note} |")
+    return lines
 
 
 def _pct(x: float | None) -> str:
@@ -238,6 +275,8 @@ def run_demo(out: str | Path = "demo_out", minutes: float = 10.0, recipe: str | 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     synthesise(out, samples, test_samples, size, fresh, workers=workers or max(1, min(16, os.cpu_count() or 1)))
+    # as many foreign items per measure as the synthetic test set has (its four single files)
+    foreign_test_set(out, samples=4 * max(1, test_samples // 14), size=size)
     timings["synth"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
     # Training gets what synthesis left of the budget, less 8% for evaluating, the examples and

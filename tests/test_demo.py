@@ -28,7 +28,14 @@ def test_demo_writes_the_report_and_figures(demo):
         assert (out / "figures" / png).stat().st_size > 1000
     assert (out / "run/checkpoints/last/trainable.safetensors").is_file()
     assert set(summary) == ({title for *_, title in EVALS} | {f"{title}, unseen phrasing" for *_, title in EVALS}
+                            | {f"{title}, foreign distortions" for *_, title in EVALS}
                             | {title for _, title in BOTH_ORDERS} | {"baselines"})
+    # the foreign rows: the demo built the foreign-implementation set, one file per measure
+    for stem, *_, title in EVALS:
+        row = summary[f"{title}, foreign distortions"]
+        assert row["gt"].endswith(f"test_foreign/{stem}.json")
+        assert len(json.loads((out / "data" / "test_foreign" / f"{stem}.json").read_text())) == 56 // 14
+    assert "| foreign distortions |" in report
     # the unseen-phrasing rows ask the same items in held-out phrasings
     asked = json.loads((out / "eval" / "pred_quality_compare_single_unseen_phrasing.json").read_text())
     assert len(asked) == summary["FR rating (A/B)"]["n"]
@@ -77,3 +84,25 @@ def test_second_run_reuses_data_and_checkpoint(demo, capsys):
     assert "reusing synthesised data" in printed and "reusing checkpoint" in printed
     assert (out / "run/checkpoints/last/trainable.safetensors").stat().st_mtime == before
     assert again["NR rating (A/B)"]["accuracy"] == pytest.approx(summary["NR rating (A/B)"]["accuracy"], nan_ok=True)
+
+
+def test_foreign_distortion_rows_sit_beside_their_measure(demo, tmp_path):
+    """A foreign test set (here: a copy of the test set, so each figure must equal its measure's)
+    adds one row per measure, shown in the report beside the in-distribution figure."""
+    import shutil
+
+    from depictqa.demo import _table, evaluate
+    from depictqa.infer.assessor import Assessor
+
+    out, _ = demo
+    shutil.copytree(out / "data" / "test", tmp_path / "data" / "test")
+    shutil.copytree(out / "data" / "test", tmp_path / "data" / "test_foreign")
+    table = evaluate(tmp_path, Assessor.from_pretrained(out / "run/checkpoints/last", batch_size=8))
+    for *_, title in EVALS:
+        foreign, own = table[f"{title}, foreign distortions"], table[title]
+        assert foreign["gt"].endswith(f"test_foreign/{own['gt'].rsplit('/', 1)[1]}")
+        assert foreign["result"]["accuracy"] == pytest.approx(own["result"]["accuracy"], nan_ok=True)
+    row = next(line for line in _table(table) if line.startswith("| FR rating (A/B) |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == cells[4] != ""  # the foreign column repeats the in-distribution figure here
+    assert cells[3].endswith("%")  # the unseen-phrasing figure beside it

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples-per-shard", type=int, default=1000)
     parser.add_argument("--mix", choices=("dq", "demo"), default="dq",
                         help="task/style shares: dq (after DQ-495K) or demo (identification/A-B heavy)")
+    parser.add_argument("--implementations", choices=("all", "base"), default="all",
+                        help="all: each distortion made by one of its several implementations, its parameter "
+                             "anywhere in the severity's band; base: one function and value per severity (official)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
         manifest = build_dataset(args.out, samples=args.samples, seed=args.seed, workers=args.workers,
                                  size=args.size, test_samples=args.test_samples, clean_rate=args.clean_rate,
                                  images=args.images, samples_per_shard=args.samples_per_shard,
-                                 progress=True, mix=args.mix)
+                                 progress=True, mix=args.mix,
+                                 implementations=args.implementations)
     except ValueError as err:
         print(f"depictqa synth: {err}", file=sys.stderr)
         return 2

@@ -3,6 +3,8 @@
 From a local folder or hub id (``path``), or built from a config dict with random weights
 (``config``: from-scratch tiny models and tests). The LM head is applied only where a caller asks
 (:meth:`HFLanguageModel.logits`), so training computes vocabulary logits at answer positions only.
+``embed_init``/``freeze_embeddings`` give a from-config model pretrained word embeddings
+(:mod:`depictqa.llms.words`).
 """
 
 from __future__ import annotations
@@ -12,15 +14,27 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from depictqa.llms.tokenizers import load_tokenizer, train_bpe
+from depictqa.llms.tokenizers import NAMED, load_tokenizer, train_bpe
+from depictqa.llms.words import init_embeddings
 
 
 class HFLanguageModel(nn.Module):
-    def __init__(self, model: nn.Module, tokenizer: Any) -> None:
+    def __init__(self, model: nn.Module, tokenizer: Any, freeze_embeddings: bool = False) -> None:
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
         self.hidden_size: int = self._base().config.hidden_size
+        self.freeze_embeddings = freeze_embeddings
+        if freeze_embeddings:
+            self._base().get_input_embeddings().weight.requires_grad_(False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "HFLanguageModel":
+        """As ``nn.Module.requires_grad_``, except that frozen token embeddings stay frozen: the
+        builder sets a whole part trainable (``train: full``) after building it."""
+        super().requires_grad_(requires_grad)
+        if self.freeze_embeddings:
+            self._base().get_input_embeddings().weight.requires_grad_(False)
+        return self
 
     def _base(self) -> nn.Module:
         return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
@@ -65,11 +79,15 @@ class HFLanguageModel(nn.Module):
 def build_hf(path: str | None = None, config: dict[str, Any] | None = None,
              tokenizer: str | dict[str, Any] | None = None, lora: dict[str, Any] | None = None,
              attn_implementation: str = "sdpa", dtype: str = "float32", gradient_checkpointing: bool = False,
-             trust_remote_code: bool = False, texts: Iterable[str] | None = None) -> HFLanguageModel:
+             trust_remote_code: bool = False, texts: Iterable[str] | None = None, embed_init: str | None = None,
+             freeze_embeddings: bool = False) -> HFLanguageModel:
     """Hugging Face causal LM from ``path`` (folder or hub id) or ``config`` (random weights).
 
-    ``tokenizer``: a folder/hub id, ``{"train": {"vocab_size": N}}`` to train a BPE on ``texts``
-    (supplied by the library), or None for ``path``'s own. ``lora``: ``{r, alpha, dropout, targets}``.
+    ``tokenizer``: a folder/hub id, a name of :data:`~depictqa.llms.tokenizers.NAMED` (``minilm``),
+    ``{"train": {"vocab_size": N}}`` to train a BPE on ``texts`` (supplied by the library), or None
+    for ``path``'s own. ``lora``: ``{r, alpha, dropout, targets}``. ``embed_init``: fill the token
+    embeddings of a ``config`` model from a pretrained source (``minilm``, with ``tokenizer: minilm``);
+    ``freeze_embeddings``: keep the token embeddings (and a head tied to them) fixed in training.
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -92,16 +110,21 @@ def build_hf(path: str | None = None, config: dict[str, Any] | None = None,
         raise ValueError("llm 'hf' needs 'path' (a folder or hub id) or 'config'")
     if model.get_input_embeddings().weight.shape[0] < len(tok):
         model.resize_token_embeddings(len(tok))
+    if embed_init is not None:
+        if path is not None:
+            raise ValueError("llm 'hf': embed_init is for models built from 'config'; a 'path' model has its own "
+                             "embeddings")
+        init_embeddings(model.get_input_embeddings(), tok, embed_init, std=model.config.initializer_range)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if lora:
         model = _apply_lora(model, **lora)
-    return HFLanguageModel(model, tok)
+    return HFLanguageModel(model, tok, freeze_embeddings=freeze_embeddings)
 
 
 def _tokenizer(path: str | None, spec: str | dict[str, Any] | None, texts: Iterable[str] | None) -> Any:
     if isinstance(spec, str):
-        return load_tokenizer(spec)
+        return NAMED[spec]() if spec in NAMED else load_tokenizer(spec)
     if spec is None:
         if path is None:
             raise ValueError("llm 'hf' built from 'config' needs a 'tokenizer' (a folder or {train: {...}})")

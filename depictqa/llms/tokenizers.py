@@ -1,4 +1,5 @@
-"""Tokenizers: load a model's own, or train a small byte-level BPE on the data (tiny recipes).
+"""Tokenizers: load a model's own, train a small byte-level BPE on the data (tiny recipes), or
+take a pretrained one by name (:data:`NAMED`: ``minilm``, see :mod:`depictqa.llms.words`).
 
 Training uses the ``tokenizers`` library; the result is a ``PreTrainedTokenizerFast`` that saves
 and loads like any Hugging Face tokenizer, so a checkpoint carries it.
@@ -38,3 +39,15 @@ def load_tokenizer(path: str, **kwargs: Any) -> Any:
         # LLaMA-family tokenizers ship without a pad token; padding positions are masked anyway.
         tok.pad_token = tok.unk_token or tok.eos_token
     return tok
+
+
+def minilm() -> Any:
+    """all-MiniLM-L6-v2's WordPiece tokenizer with BOS/EOS and the image tags as special tokens."""
+    from depictqa.llms.words import minilm_tokenizer
+
+    return minilm_tokenizer({"bos_token": BOS, "eos_token": EOS, "additional_special_tokens": list(IMAGE_TAGS)})
+
+
+# Pretrained tokenizers a recipe selects by name (``model.llm.tokenizer: minilm``); a name here
+# wins over a folder of the same name.
+NAMED = {"minilm": minilm}

@@ -237,11 +237,17 @@ def check_disjoint(boxes: dict[str, list[tuple[str, list[int]]]]) -> None:
 def build_dataset(out_dir: str | os.PathLike, samples: int = 1000, seed: int = 0, workers: int = 1,
                   size: int = 224, test_samples: int = 0, clean_rate: float = 0.05,
                   images: str | os.PathLike | None = None, samples_per_shard: int = 1000,
-                  progress: bool = False, mix: str = "dq") -> dict[str, Any]:
+                  progress: bool = False, mix: str = "dq", implementations: str = "all") -> dict[str, Any]:
     """Write the dataset (see module docstring) and return the manifest dict.
 
     ``mix``: ``"dq"`` (task/style shares after DQ-495K) or ``"demo"`` (identification- and
-    A/B-heavy, for from-scratch CPU training)."""
+    A/B-heavy, for from-scratch CPU training). ``implementations``: ``"all"`` draws each distortion's
+    implementation and its parameter inside the severity's band (see docs/synth.md); ``"base"``
+    uses one function and the listed value per severity, as the official data was made."""
+    from depictqa.synth.distortions import IMPLEMENTATION_MODES
+
+    if implementations not in IMPLEMENTATION_MODES:
+        raise ValueError(f"implementations must be one of {', '.join(IMPLEMENTATION_MODES)}, got {implementations!r}")
     if samples < 0 or test_samples < 0 or not 0 <= clean_rate <= 1 or size < 32:
         raise ValueError("need samples >= 0, test_samples >= 0, 0 <= clean_rate <= 1, size >= 32")
     out = Path(out_dir)
@@ -253,7 +259,7 @@ def build_dataset(out_dir: str | os.PathLike, samples: int = 1000, seed: int = 0
             raise ValueError(f"no usable images under {images}: " + "; ".join(skipped[:5]))
     else:
         photos = embedded_images()
-    cfg = Config(seed=seed, size=size, clean_rate=clean_rate)
+    cfg = Config(seed=seed, size=size, clean_rate=clean_rate, implementations=implementations)
     counts: dict[str, Counter] = {k: Counter() for k in ("task_style", "category", "severity", "subtype")}
     boxes: dict = {}
     kinds = plan(samples, seed, mix)
@@ -261,6 +267,7 @@ def build_dataset(out_dir: str | os.PathLike, samples: int = 1000, seed: int = 0
                            progress)
     check_disjoint(boxes)
     manifest = {"version": VERSION, "seed": seed, "size": size, "clean_rate": clean_rate, "mix": mix,
+                "implementations": implementations,
                 "samples": samples, "per_source": {s: sum(1 for k in kinds if k[0] == s) for s in SOURCES},
                 "counts": {k: dict(sorted(v.items())) for k, v in counts.items()},
                 "shards": {s: [os.path.relpath(p, out) for p in ps] for s, ps in shards.items()},

@@ -15,6 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from depictqa.labels import CLEAN, DISTORTIONS
+from depictqa.synth import implementations as impls
 from depictqa.synth import ops_blur_noise as bn
 from depictqa.synth import ops_color as oc
 
@@ -110,6 +111,7 @@ class DistortionInfo:
     params: tuple
     weight: float
     available: bool
+    implementations: tuple[str, ...] = (impls.BASE,)
 
 
 @lru_cache(maxsize=1)
@@ -125,7 +127,8 @@ def _records(available_only: bool) -> tuple[DistortionInfo, ...]:
         cat, sub = name.split(".", 1)
         ok = _jpeg2000_available() if name == "compression.jpeg2000" else True
         if ok or not available_only:
-            out.append(DistortionInfo(name, cat, sub, *CATEGORIES[cat], params, weight, ok))
+            out.append(DistortionInfo(name, cat, sub, *CATEGORIES[cat], params, weight, ok,
+                                      impls.implementations(name)))
     return tuple(out)
 
 
@@ -156,23 +159,28 @@ def info(name: str) -> DistortionInfo:
     return record
 
 
-def apply(name: str, image: np.ndarray, severity: int, seed: int = 0) -> np.ndarray:
-    """Distort ``image`` (uint8 ``[H, W, 3]``) -> uint8 ``[H, W, 3]``; deterministic in ``seed``.
+def apply(name: str, image: np.ndarray, severity: int, seed: int = 0, impl: str = impls.BASE,
+          strength: float | None = None) -> np.ndarray:
+    """Distort ``image`` (uint8 ``[H, W, 3]``) -> uint8 ``[H, W, 3]``; deterministic in its arguments.
 
-    Raises ``KeyError`` (unknown name), ``ValueError`` (bad severity / image) or
-    :class:`DistortionFailed` (no visible change, or the operator cannot handle this image).
+    ``impl``: one of ``info(name).implementations`` (default: the base implementation).
+    ``strength`` in [0, 1]: where the parameter lies inside the severity's band
+    (:func:`depictqa.synth.implementations.parameter`); ``None``: the listed value.
+    Raises ``KeyError`` (unknown name or implementation), ``ValueError`` (bad severity, strength
+    or image) or :class:`DistortionFailed` (no visible change, or the operator cannot handle this image).
     """
     record = info(name)
+    fn = impls.operator(name, impl, _TABLE[name][0])
     if not record.available:
         raise DistortionFailed(f"{name} is unavailable (Pillow lacks OpenJPEG)")
     if severity not in SEVERITIES:
         raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 [H, W, 3] image, got {image.dtype} {image.shape}")
-    fn = _TABLE[name][0]
+    p = impls.parameter(record.params, severity, strength)
     x = image.astype(np.float32) / 255
     try:
-        y = fn(x, record.params[severity - 1], np.random.default_rng(seed))
+        y = fn(x, p, np.random.default_rng(seed))
     except (ValueError, ZeroDivisionError, FloatingPointError) as err:
         raise DistortionFailed(f"{name} failed on this image: {err}") from err
     # == (np.clip(np.nan_to_num(y), 0, 1) * 255 + 0.5).astype(np.uint8), in place: y is a fresh
@@ -200,14 +208,24 @@ def compatible(cat_a: str, cat_b: str) -> bool:
     return frozenset((cat_a, cat_b)) in ALLOWED_PAIRS
 
 
-def sample_distortions(rng: np.random.Generator, count: int, nr_visible: bool = False) -> list[dict]:
-    """Draw ``count`` (1 or 2) distortions as ``[{"category", "subtype", "severity"}]``.
+IMPLEMENTATION_MODES = ("all", "base")
+
+
+def sample_distortions(rng: np.random.Generator, count: int, nr_visible: bool = False,
+                       implementations: str = "all") -> list[dict]:
+    """Draw ``count`` (1 or 2) distortions as ``[{"category", "subtype", "severity", "impl", "strength"}]``.
 
     Category first, then sub-type, then severity (1-5 for one distortion, 1-3 for two), as in
     DQ-495K. The second category comes from the first's list in :data:`SECOND`; the two are
-    returned (and applied) in pipeline order.
+    returned (and applied) in pipeline order. Then an implementation of the sub-type (uniform)
+    and a ``strength`` in [0, 1]: the parameter's place inside the severity's band, so the data
+    covers each sub-type's whole official range, made by several implementations.
     ``nr_visible`` skips severity-1 changes that cannot be seen without a reference.
+    ``implementations="base"``: the base implementation at the listed parameter only (one function
+    and value per severity, as the official data was made); the records then carry no ``strength``.
     """
+    if implementations not in IMPLEMENTATION_MODES:
+        raise ValueError(f"implementations must be one of {IMPLEMENTATION_MODES}, got {implementations!r}")
     cats = list(CATEGORIES)
     first = str(rng.choice(cats))
     chosen = [first]
@@ -219,13 +237,19 @@ def sample_distortions(rng: np.random.Generator, count: int, nr_visible: bool = 
     for cat in chosen:
         subs = _subtypes().get(cat, [])
         low = 2 if nr_visible and cat in SUBTLE_AT_SEVERITY_1 else 1
-        out.append({"category": cat, "subtype": str(rng.choice(subs)),
-                    "severity": int(rng.integers(low, top + 1))})
+        sub = str(rng.choice(subs))
+        d = {"category": cat, "subtype": sub, "severity": int(rng.integers(low, top + 1))}
+        if implementations == "all":
+            d.update(impl=str(rng.choice(impls.implementations(f"{cat}.{sub}"))), strength=round(float(rng.random()), 4))
+        out.append(d)
     return out
 
 
 def apply_chain(image: np.ndarray, distortions: list[dict], seed: int) -> np.ndarray:
-    """Apply ``distortions`` (as from :func:`sample_distortions`) in order; uint8 in and out."""
+    """Apply ``distortions`` (as from :func:`sample_distortions`) in order; uint8 in and out.
+    Records without ``impl`` / ``strength`` (written before they existed) get the base
+    implementation at the listed parameter."""
     for i, d in enumerate(distortions):
-        image = apply(f"{d['category']}.{d['subtype']}", image, d["severity"], seed + 7919 * i)
+        image = apply(f"{d['category']}.{d['subtype']}", image, d["severity"], seed + 7919 * i,
+                      impl=d.get("impl", impls.BASE), strength=d.get("strength"))
     return image

@@ -65,7 +65,7 @@ FRAMINGS: dict[tuple[str, str], tuple[list[str], list[str]]] = {
     ("compare", "single"): (
         ["Which image is {better}, Image A or Image B?", "Which of {ab} is {better}?",
          "Between {ab}, which one is {better}?", "Which image has fewer {nouns}, Image A or Image B?"],
-        ["If you had to keep only one of {ab}, which is {better}?", "Pick the {better} one: Image A or Image B?"]),
+        ["If you had to keep only one of {ab}, which is {better}?", "Which one would you pick as {better}: Image A or Image B?"]),
     ("compare", "brief"): (
         ["Which image is {better}, Image A or Image B? Answer briefly with a reason.",
          "Briefly compare the {nouns} of {ab}.", "Which of {ab} is {better}, and why? Keep it short."],

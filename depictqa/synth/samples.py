@@ -43,6 +43,7 @@ class Config:
     seed: int = 0
     size: int = 224
     clean_rate: float = 0.05
+    implementations: str = "all"  # "base": one function and the listed value per severity (official)
 
 
 def _clean_image(rng, photos: list[SourceImage], size: int, split: str, index: int):
@@ -57,10 +58,11 @@ def _clean_image(rng, photos: list[SourceImage], size: int, split: str, index: i
     return pixels, {"id": f"scene/{split}/{index}", "box": [0, 0, size, size], "split": split}, caption
 
 
-def _distorted(rng, clean: np.ndarray, count: int, nr_visible: bool, fixed: list[dict] | None = None):
+def _distorted(rng, clean: np.ndarray, count: int, nr_visible: bool, fixed: list[dict] | None = None,
+               implementations: str = "all"):
     """Draw distortions until one applies visibly -> (distortions, image); None if all fail."""
     for _ in range(MAX_TRIES):
-        dist = fixed if fixed is not None else sample_distortions(rng, count, nr_visible)
+        dist = fixed if fixed is not None else sample_distortions(rng, count, nr_visible, implementations)
         try:
             return dist, apply_chain(clean, dist, int(rng.integers(2**31)))
         except DistortionFailed:
@@ -72,20 +74,20 @@ def _distorted(rng, clean: np.ndarray, count: int, nr_visible: bool, fixed: list
 def _assess(rng, clean, kind: Kind, cfg: Config, nr_visible: bool):
     if rng.random() < cfg.clean_rate:
         return [], clean
-    return _distorted(rng, clean, 2 if rng.random() < TWO_RATE else 1, nr_visible)
+    return _distorted(rng, clean, 2 if rng.random() < TWO_RATE else 1, nr_visible, implementations=cfg.implementations)
 
 
-def _compare(rng, clean, nr_visible: bool):
+def _compare(rng, clean, nr_visible: bool, implementations: str = "all"):
     """Two distorted versions whose quality differs by at least ``Q.MIN_GAP``."""
     for _ in range(MAX_TRIES):
         if rng.random() < 0.5:  # same sub-type, two severities: the cleanest rating signal
-            d = sample_distortions(rng, 1, nr_visible)[0]
+            d = sample_distortions(rng, 1, nr_visible, implementations)[0]
             low = 2 if nr_visible and d["category"] in SUBTLE_AT_SEVERITY_1 else 1
             s = rng.choice(np.arange(low, 6), 2, replace=False)
             da, db = [dict(d, severity=int(s[0]))], [dict(d, severity=int(s[1]))]
         else:
-            da = sample_distortions(rng, 1 + int(rng.random() < TWO_RATE), nr_visible)
-            db = sample_distortions(rng, 1 + int(rng.random() < TWO_RATE), nr_visible)
+            da = sample_distortions(rng, 1 + int(rng.random() < TWO_RATE), nr_visible, implementations)
+            db = sample_distortions(rng, 1 + int(rng.random() < TWO_RATE), nr_visible, implementations)
         better = Q.a_better_b(da, db)
         if better is None:
             continue
@@ -126,7 +128,7 @@ def make_record(index: int, kind: Kind, cfg: Config, split: str, photos: list[So
                       "detail": lambda: A.assess_detail(dist, kind.reference, rng, caption)}[kind.style]()
             images = {"a": img, **({"ref": clean} if kind.reference else {})}
             return _pack(kind, rng, answer, {**meta, "source": prov}, images)
-        got = _compare(rng, clean, nr_visible)
+        got = _compare(rng, clean, nr_visible, cfg.implementations)
         if got is None:
             continue
         (da, ia), (db, ib), better = got
