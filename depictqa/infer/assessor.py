@@ -8,8 +8,10 @@ set instead of stopping the whole list.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -72,6 +74,7 @@ class Assessor:
         self._letters = letter_ids(self.tokenizer)
         self._heads: dict[tuple[Any, ...], ChoiceHead] = {}
         self._stop = {t for t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if t is not None}
+        self._memo: _FeatureMemo | None = None
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device | None = None,
@@ -82,6 +85,25 @@ class Assessor:
 
         model = load_pretrained(directory, device=device, trust_remote_code=trust_remote_code)
         return cls(model, image_config(model, recipe_of(directory)), batch_size, device)
+
+    @contextlib.contextmanager
+    def sharing_image_features(self) -> Iterator[None]:
+        """Inside, an image (by pixel content) is run through the encoder and projector once,
+        however many calls ask about it: ``depictqa serve`` answers a comparison and its P(A better)
+        this way. Each image is encoded on its own, so these are the image tokens either call would
+        compute (up to float rounding); they are forgotten on leaving. A no-op for a model whose
+        image tokens depend on the other images of the sample (conditioners) or that is training."""
+        model = self.model
+        if self._memo is not None or len(getattr(model, "conditioners", ())) or model.training:
+            yield
+            return
+        memo = self._memo = _FeatureMemo(model.encode_images)
+        model.encode_images = memo  # an instance attribute: the class's method is untouched
+        try:
+            yield
+        finally:
+            del model.encode_images
+            self._memo = None
 
     # ---- generation --------------------------------------------------------------------------
     def assess(self, image: Any, reference: Any = None, style: str = "brief", query: str | None = None,
@@ -162,7 +184,8 @@ class Assessor:
         if detail:
             confs = C.detail_confidences([res.text or "" for _, res in detail],
                                          [seqs[r, :res.num_tokens].tolist() for r, res in detail],
-                                         [chosen_p[r, :res.num_tokens] for r, res in detail], self._decode)
+                                         [chosen_p[r, :res.num_tokens] for r, res in detail], self._decode,
+                                         device=self.device)
             for (_, res), conf in zip(detail, confs):
                 res.confidence = conf
         return results
@@ -277,6 +300,29 @@ class Assessor:
                     for (i, _), res in zip(ready, forward([p for _, p in ready])):
                         results[i] = res
         return results  # type: ignore[return-value]
+
+
+class _FeatureMemo:
+    """``model.encode_images`` that encodes only images (by pixel content) it has not seen
+    (:meth:`Assessor.sharing_image_features`)."""
+
+    def __init__(self, encode_images: Callable[..., list[torch.Tensor]]) -> None:
+        self.encode_images = encode_images
+        self.tokens: dict[str, torch.Tensor] = {}
+
+    def __call__(self, pixels: list[torch.Tensor], keys: Any = None, layout: Any = None) -> list[torch.Tensor]:
+        wanted = [_pixel_key(p) for p in pixels]
+        todo = {key: i for i, key in enumerate(wanted) if key not in self.tokens}  # each new image once
+        if todo:
+            for key, tokens in zip(todo, self.encode_images([pixels[i] for i in todo.values()])):
+                self.tokens[key] = tokens
+        return [self.tokens[key] for key in wanted]
+
+
+def _pixel_key(pixels: torch.Tensor) -> str:
+    data = pixels.detach().cpu().contiguous()
+    digest = hashlib.blake2b(data.reshape(-1).view(torch.uint8).numpy().tobytes(), digest_size=16).hexdigest()
+    return f"{tuple(data.shape)}:{data.dtype}:{digest}"
 
 
 def _combine(ab: Preference, ba: Preference) -> Preference:

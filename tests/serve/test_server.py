@@ -93,3 +93,23 @@ def test_32_concurrent_requests_are_batched_and_equal_one_at_a_time_answers(serv
     assert [r["text"] for r in answers[:5]] == [x.text for x in alone]
     assert [r["confidence"] for r in answers[:5]] == pytest.approx([x.confidence for x in alone])
     assert max(before, server.app.state.batcher.stats.largest) > 1  # requests were grouped
+
+
+def test_a_comparison_and_its_preference_encode_each_image_once(server, images):
+    from depictqa.infer.assessor import _pixel_key
+    from depictqa.infer.batching import prepare
+
+    a, b, ref = images[3], images[4], images[0]
+    req = server.assessor._request("compare", {"ref": ref, "a": a, "b": b}, "brief", None)
+    distinct = {_pixel_key(px) for px in prepare(server.assessor.model, req, server.assessor.image_cfg).pixels}
+    counted = []
+    handle = server.assessor.model.encoder.register_forward_pre_hook(lambda m, args: counted.append(args[0].shape[0]))
+    try:
+        got = httpx.post(server.url + "/v1/compare", files=_files(image_a=a, image_b=b, reference=ref),
+                         data={"style": "single"}, timeout=60).json()
+    finally:
+        handle.remove()
+    assert sum(counted) == len(distinct) == 3  # not 6: the answer and P(A better) shared the encoder's work
+    want = server.assessor.compare(a, b, reference=ref, style="single", max_new_tokens=16)
+    assert got["text"] == want.text and got["confidence"] == pytest.approx(want.confidence)
+    assert got["p_a_better"] == pytest.approx(server.assessor.prefer(a, b, reference=ref).p_a)
