@@ -45,7 +45,11 @@ WORDS = {
 FRAMINGS: dict[tuple[str, str], tuple[list[str], list[str]]] = {
     ("assess", "single"): (
         ["What {noun} does {img} have?", "Which {noun} is present in {img}?", "Name the {noun} in {img}.",
-         "What kind of {noun} affects {img}?", "Identify the {noun} of {img}."],
+         "What kind of {noun} affects {img}?", "Identify the {noun} of {img}.", "What is the main {noun} of {img}?",
+         "Could you tell me which {noun} {img} shows?", "I would like to know the {noun} in {img}.",
+         "What {noun} do you see in {img}?", "Which {noun} degrades {img}?", "Point out the {noun} in {img}.",
+         "Please determine the {noun} present in {img}.", "What {noun} can be found in {img}?",
+         "Is {img} affected by a {noun}? Name it."],
         ["Can you spot a {noun} in {img}? Which one?", "Tell me the type of {noun} that {img} suffers from."]),
     ("assess", "brief"): (
         ["What {nouns} does {img} have?", "Briefly describe the {nouns} of {img}.",
@@ -59,12 +63,17 @@ FRAMINGS: dict[tuple[str, str], tuple[list[str], list[str]]] = {
         ["Walk me through the {nouns} of {img} thoroughly.", "Provide an in-depth analysis of the {nouns} of {img}."]),
     ("assess", "level"): (
         ["How would you rate the {quality} of {img}?", "What is the overall {quality} level of {img}?",
-         "Rate the {quality} of {img} as excellent, good, fair, poor or bad."],
+         "Rate the {quality} of {img} as excellent, good, fair, poor or bad.", "How good is the {quality} of {img}?",
+         "Could you rate the {quality} of {img}?", "What {quality} level would you give {img}?"],
         ["On a scale from bad to excellent, where does the {quality} of {img} sit?",
          "Grade the {quality} of {img}."]),
     ("compare", "single"): (
         ["Which image is {better}, Image A or Image B?", "Which of {ab} is {better}?",
-         "Between {ab}, which one is {better}?", "Which image has fewer {nouns}, Image A or Image B?"],
+         "Between {ab}, which one is {better}?", "Which image has fewer {nouns}, Image A or Image B?",
+         "Is Image A or Image B {better}?", "Tell me which of {ab} is {better}.", "Which one of {ab} looks {better}?",
+         "Could you say which of {ab} is {better}?", "Decide which of {ab} is {better}.",
+         "Which image would you call {better}, Image A or Image B?", "Comparing {ab}, which is {better}?",
+         "Which image shows fewer {nouns}: Image A or Image B?"],
         ["If you had to keep only one of {ab}, which is {better}?", "Which one would you pick as {better}: Image A or Image B?"]),
     ("compare", "brief"): (
         ["Which image is {better}, Image A or Image B? Answer briefly with a reason.",
