@@ -58,16 +58,20 @@ def hub_refs(model: Any) -> dict[str, str]:
     """``{recipe key: hub id}`` for every model folder a recipe's ``model`` block names by hub id.
 
     Model folders are the components' ``path`` arguments (encoder, LLM, a tokenizer's ``path``)
-    and ``llm.tokenizer`` given as a string; values that exist on this machine are folders.
+    and ``llm.tokenizer`` given as a string; values that exist on this machine are folders, and a
+    tokenizer named in :data:`depictqa.llms.tokenizers.NAMED` (``minilm``) ships offline.
     """
     from omegaconf import DictConfig, OmegaConf
 
     from depictqa.config import flatten
+    from depictqa.llms.tokenizers import NAMED
 
     block = OmegaConf.to_container(model, resolve=True) if isinstance(model, DictConfig) else model
     refs = {}
     for key, value in flatten(block, "model.").items():
         named_folder = key.rsplit(".", 1)[-1] == "path" or key == "model.llm.tokenizer"
+        if key == "model.llm.tokenizer" and value in NAMED:
+            continue
         if named_folder and isinstance(value, str) and not Path(value).expanduser().exists():
             refs[key] = value
     return refs

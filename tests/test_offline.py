@@ -112,3 +112,12 @@ def test_sentence_model_is_configurable_and_a_bad_choice_is_named(tmp_path, monk
         assert C.sentence_model() is not None
     finally:
         C.configure_sentence_model(None)
+
+
+def test_a_named_tokenizer_is_not_a_hub_model():
+    """`tokenizer: minilm` ships offline with the `sentence` extra: no hub check asks for it."""
+    from depictqa.hub import hub_refs
+
+    refs = hub_refs({"llm": {"name": "hf", "path": "lmsys/vicuna-7b-v1.5", "tokenizer": "minilm"}})
+    assert refs == {"model.llm.path": "lmsys/vicuna-7b-v1.5"}
+    assert hub_refs({"llm": {"tokenizer": "owner/tok"}}) == {"model.llm.tokenizer": "owner/tok"}
