@@ -7,20 +7,11 @@ import pytest
 
 from depictqa.synth import apply_distortion, list_distortions
 from depictqa.synth.distortions import (CATEGORIES, DistortionFailed, compatible, sample_distortions)
-from depictqa.synth.scenes import make_scene
-from depictqa.synth.sources import embedded_images
 
 RECORDS = [r for r in list_distortions() if r.available]
 
 
-@pytest.fixture(scope="module")
-def images() -> list[np.ndarray]:
-    photos = {p.id: p.pixels for p in embedded_images()}
-    from PIL import Image
-    out = [np.asarray(Image.fromarray(photos[k][:256, :256]).resize((80, 80)))
-           for k in ("skimage/astronaut", "skimage/coffee")]
-    out.append(make_scene(np.random.default_rng(3), 80)[0])
-    return out
+IMAGE_SIZE = 80  # the probe images' side (tests/synth/conftest.py)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

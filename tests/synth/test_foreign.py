@@ -15,8 +15,6 @@ import pytest
 
 from depictqa.eval.foreign import FOREIGN, STEMS, SUBTLE_AT_SEVERITY_1, build_foreign_test_set, foreign_distort
 from depictqa.labels import DISTORTIONS
-from depictqa.synth.scenes import make_scene
-from depictqa.synth.sources import embedded_images
 
 MODULE = Path(__file__).resolve().parents[2] / "depictqa" / "eval" / "foreign.py"
 # the synthesiser's distortion code, and everything that imports it
@@ -37,14 +35,6 @@ def test_foreign_code_shares_no_code_path_with_the_synthesiser(tmp_path):
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]", loaded
 
-
-@pytest.fixture(scope="module")
-def images() -> list[np.ndarray]:
-    from PIL import Image
-    photos = {p.id: p.pixels for p in embedded_images()}
-    out = [np.asarray(Image.fromarray(photos[k][:256, :256]).resize((64, 64)))
-           for k in ("skimage/astronaut", "skimage/coffee")]
-    return out + [make_scene(np.random.default_rng(3), 64)[0]]
 
 
 @pytest.mark.parametrize("category", list(FOREIGN))

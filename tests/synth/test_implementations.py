@@ -8,19 +8,9 @@ import pytest
 from depictqa.synth.distortions import (CATEGORIES, DistortionFailed, apply, apply_chain, info, list_distortions,
                                         sample_distortions)
 from depictqa.synth.implementations import ALTERNATIVES, BASE, parameter
-from depictqa.synth.scenes import make_scene
-from depictqa.synth.sources import embedded_images
 
 PAIRS = [(r.name, impl) for r in list_distortions(available_only=True) for impl in r.implementations]
 
-
-@pytest.fixture(scope="module")
-def images() -> list[np.ndarray]:
-    from PIL import Image
-    photos = {p.id: p.pixels for p in embedded_images()}
-    out = [np.asarray(Image.fromarray(photos[k][:256, :256]).resize((64, 64)))
-           for k in ("skimage/astronaut", "skimage/coffee")]
-    return out + [make_scene(np.random.default_rng(3), 64)[0]]
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
