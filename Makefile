@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev,sentence,serve]'
+	$(VENV)/bin/pip install --quiet -e '.[dev,sentence,serve,official]'
 	touch $(STAMP)
 
 install: $(STAMP)
