@@ -123,18 +123,17 @@ def evaluate(out: Path, assessor: Any) -> dict[str, Any]:
     pred_dir.mkdir(parents=True, exist_ok=True)
     rows: dict[str, Any] = {}
     print("[3/5] evaluating on the held-out set")
-    jobs = [(test / stem, metric, title, f"pred_{stem}.json", predict) for stem, _task, metric, title in EVALS]
-    jobs += [(test / stem, "rating", title, f"pred_{stem}_both_orders.json", predict_both_orders)
+    jobs = [(test / f"{stem}.json", metric, title, f"pred_{stem}.json", predict) for stem, _task, metric, title in EVALS]
+    jobs += [(test / f"{stem}.json", "rating", title, f"pred_{stem}_both_orders.json", predict_both_orders)
              for stem, title in BOTH_ORDERS]
     # the same items asked in phrasings of the held-out family: words and framings never trained on
-    jobs += [(test / stem, metric, f"{title}, unseen phrasing", f"pred_{stem}_unseen_phrasing.json",
+    jobs += [(test / f"{stem}.json", metric, f"{title}, unseen phrasing", f"pred_{stem}_unseen_phrasing.json",
               lambda a, path: predict(a, path, family="heldout")) for stem, _task, metric, title in EVALS]
     foreign = out / "data" / "test_foreign"
     if foreign.is_dir():  # distortions made by another implementation, asked as the test set asks
-        jobs += [(foreign / stem, metric, f"{title}, foreign distortions", f"pred_{stem}_foreign.json", predict)
+        jobs += [(foreign / f"{stem}.json", metric, f"{title}, foreign distortions", f"pred_{stem}_foreign.json", predict)
                  for stem, _task, metric, title in EVALS if (foreign / f"{stem}.json").is_file()]
-    for meta, metric, title, pred_name, run in jobs:
-        gt_path = meta.parent / f"{meta.name}.json"
+    for gt_path, metric, title, pred_name, run in jobs:
         start = time.perf_counter()
         preds = run(assessor, gt_path)
         pred_path = pred_dir / pred_name
@@ -274,9 +273,10 @@ def run_demo(out: str | Path = "demo_out", minutes: float = 10.0, recipe: str | 
     recipe = recipe or str(files("depictqa") / "recipes" / "tiny.yaml")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    synthesise(out, samples, test_samples, size, fresh, workers=workers or max(1, min(16, os.cpu_count() or 1)))
-    # as many foreign items per measure as the synthetic test set has (its four single files)
-    foreign_test_set(out, samples=4 * max(1, test_samples // 14), size=size)
+    manifest = synthesise(out, samples, test_samples, size, fresh,
+                          workers=workers or max(1, min(16, os.cpu_count() or 1)))
+    # as many foreign items per measure as the synthetic test set has
+    foreign_test_set(out, samples=sum(max(1, manifest["test"].get(stem, 0)) for stem, *_ in EVALS), size=size)
     timings["synth"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
     # Training gets what synthesis left of the budget, less 8% for evaluating, the examples and

@@ -111,4 +111,7 @@ def test_base_mode_draws_the_official_function_and_value_only(tmp_path):
     records = [d for m in metas for key in ("distortions", "distortions_A", "distortions_B") for d in m.get(key) or []]
     assert records and all("impl" not in d for d in records)
     mixed = build_dataset(tmp_path / "all", samples=30, size=32)
-    assert mixed["implementations"] == "all" and json.loads((tmp_path / "all/manifest.json").read_text())
+    assert mixed["implementations"] == json.loads((tmp_path / "all/manifest.json").read_text())["implementations"] == "all"
+    metas = [s.meta for p in sorted((tmp_path / "all").glob("*/*.tar")) for s in iter_shard_samples(str(p))]
+    records = [d for m in metas for key in ("distortions", "distortions_A", "distortions_B") for d in m.get(key) or []]
+    assert records and all("impl" in d and 0 <= d["strength"] <= 1 for d in records)
