@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from typing import TYPE_CHECKING, Iterable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
 
 from depictqa import conditioners, encoders, llms, objectives, projectors
 from depictqa.config import component
@@ -20,6 +22,8 @@ from depictqa.prompts import PromptBuilder
 
 if TYPE_CHECKING:
     from depictqa.data.datamodule import SampleEncoder
+
+log = logging.getLogger("depictqa")
 
 
 def _set_trainable(module: torch.nn.Module, mode: str) -> None:
@@ -71,6 +75,19 @@ def build_model(recipe: DictConfig, texts: Iterable[str] | None = None) -> Depic
     model.random_parts = {part for part, kwargs in (("encoder", enc_kwargs), ("llm", llm_kwargs))
                           if not (kwargs.get("path") or kwargs.get("checkpoint") or kwargs.get("pretrained"))}
     return model
+
+
+def restrict_to_answers(model: DepictQAModel, answers: Iterable[str]) -> int:
+    """Give the LM an output head over the tokens of ``answers`` (each tokenised as a training
+    target, its end mark included) and the end-of-sequence token; returns how many it scores."""
+    ids = {model.tokenizer.eos_token_id} - {None}
+    for text in set(tqdm(answers, desc="output vocabulary: reading answers", unit=" answers", disable=None)):
+        ids.update(model.prompts.answer_ids(text))
+    if not ids:
+        raise ValueError("output_vocab: answers: the data sources hold no answers")
+    model.llm.restrict_output(sorted(ids))
+    log.info("output head: %d of %d tokens (the answers' own)", len(ids), len(model.tokenizer))
+    return len(ids)
 
 
 def build_objectives(recipe: DictConfig, width: int) -> list[tuple[str, float, torch.nn.Module]]:

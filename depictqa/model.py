@@ -158,8 +158,8 @@ class DepictQAModel(nn.Module):
         # Position t predicts token t+1; keep only positions whose next token is an answer token.
         targets = batch.labels[:, 1:]
         keep = targets != IGNORE
-        logits = self.llm.logits(hidden[:, :-1][keep]).float()
-        target = targets[keep]
+        logits, target = self.llm.answer_logits(hidden[:, :-1][keep], targets[keep])
+        logits = logits.float()
         token_loss = F.cross_entropy(logits, target, reduction="none")
         owner = batch.sample_ids[:, 1:][keep]
         n = batch.num_samples

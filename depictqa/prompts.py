@@ -127,6 +127,13 @@ class PromptBuilder:
             pieces.append(head)
         return pieces + [prompt], target
 
+    def answer_ids(self, answer: str) -> list[int]:
+        """The target ids of ``answer`` as a training sample holds them (its end mark included).
+        Every task ends an answer alike, so any row of the task table gives them."""
+        task = next(iter(TABLE.values()))
+        target = self.pieces(task, task.reference, "", answer)[1]
+        return list(self.tokenizer(target, add_special_tokens=False)["input_ids"])
+
     def later_turn(self, query: str, answer: str) -> tuple[str, str]:
         """A turn after the first: (prompt text, target text); no system text or images again."""
         if self.template == "depictqa-vicuna":

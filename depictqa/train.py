@@ -38,11 +38,10 @@ def _tokenizer_texts(recipe: DictConfig) -> Iterable[str] | None:
     spec = recipe.model.llm.get("tokenizer")
     if not (OmegaConf.is_dict(spec) and "train" in spec):
         return None
-    from depictqa.data.mixer import SourceSpec, iter_texts
+    from depictqa.data.datamodule import source_specs
+    from depictqa.data.mixer import iter_texts
 
-    specs = [SourceSpec(n, OmegaConf.to_container(s.shards) if OmegaConf.is_list(s.shards) else s.shards,
-                        float(s.get("weight", 1.0)), s.get("repeats")) for n, s in recipe.data.sources.items()]
-    texts = list(iter_texts(specs, recipe.data.tokenizer_samples))
+    texts = list(iter_texts(source_specs(dict(recipe.data.sources)), recipe.data.tokenizer_samples))
     if not texts:
         raise RecipeError("model.llm.tokenizer.train: the data sources hold no text to train a tokenizer on")
     return texts
@@ -128,7 +127,7 @@ def fit(recipe: DictConfig, resume: str | Path | None = None, callbacks: Sequenc
     cluster schedulers send before killing) or Ctrl-C saves a checkpoint and exits non-zero."""
     import lightning as L
 
-    from depictqa.build import build_model, sample_encoder
+    from depictqa.build import build_model, restrict_to_answers, sample_encoder
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from depictqa.checkpoint import (TOKENIZER, CheckpointError, check_complete, load_objectives, load_state,
@@ -161,6 +160,10 @@ def fit(recipe: DictConfig, resume: str | Path | None = None, callbacks: Sequenc
     model = build_model(build_recipe, texts=texts)
     if resume is not None or init is not None:
         load_trainable(model, Path(resume if resume is not None else init))
+    skip = resume_state[1]["global_step"] * recipe.trainer.accumulate_grad_batches if resume_state else 0
+    datamodule = DepictQADataModule(recipe, sample_encoder(model), skip_batches=skip)
+    if getattr(model.llm, "output_vocab", None) == "answers" and resume is None:
+        restrict_to_answers(model, datamodule.answers())  # a resumed run's head came with its checkpoint
     out = Path(recipe.out_dir)
     save_recipe(recipe, out / "recipe.yaml")
     task = DepictQATask(model, recipe, resume_state=resume_state)
@@ -170,8 +173,6 @@ def fit(recipe: DictConfig, resume: str | Path | None = None, callbacks: Sequenc
         from depictqa.eval.validation import GenerationValidator
 
         task.validators.append(GenerationValidator(keep_answers=recipe.trainer.val_log_answers))
-    skip = resume_state[1]["global_step"] * recipe.trainer.accumulate_grad_batches if resume_state else 0
-    datamodule = DepictQADataModule(recipe, sample_encoder(model), skip_batches=skip)
     with warnings.catch_warnings(), _without_lightning_ads():
         # torch's own pytree deprecation, raised from inside Lightning on every batch transfer
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",

@@ -53,9 +53,10 @@ def test_fit_learns_and_writes_checkpoints(shards, tmp_path):
 
 
 PLUG_INS = ("objectives=[{name: distortion, weight: 1.0}]", "model.conditioners=[{name: relative-stats}]")
+ANSWER_HEAD = ("model.llm.output_vocab=answers",)
 
 
-@pytest.mark.parametrize("extra", [(), PLUG_INS], ids=["plain", "objective+conditioner"])
+@pytest.mark.parametrize("extra", [(), PLUG_INS, ANSWER_HEAD], ids=["plain", "objective+conditioner", "answer-head"])
 def test_resume_continues_exactly(shards, tmp_path, extra):
     from depictqa.train import fit
 
@@ -67,7 +68,9 @@ def test_resume_continues_exactly(shards, tmp_path, extra):
     a = load_file(str(straight / "trainable.safetensors"))
     b = load_file(str(resumed / "trainable.safetensors"))
     assert a.keys() == b.keys()
-    if extra:  # the objective's weights are training state: under state/, resumed like the rest
+    if extra == ANSWER_HEAD:  # the head's token ids travel with its rows, and the resumed run kept them
+        assert a["llm.model.lm_head.ids"].numel() == a["llm.model.lm_head.weight"].shape[0] < 100
+    if extra == PLUG_INS:  # the objective's weights are training state: under state/, resumed like the rest
         assert any(k.startswith("conditioners.") for k in a) and not any(k.startswith("objectives") for k in a)
         a.update({f"objective.{k}": v for k, v in load_file(str(straight / "state/objectives.safetensors")).items()})
         b.update({f"objective.{k}": v for k, v in load_file(str(resumed / "state/objectives.safetensors")).items()})

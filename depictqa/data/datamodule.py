@@ -130,7 +130,7 @@ class DepictQADataModule(L.LightningDataModule):
                            mean=tuple(enc.mean), std=tuple(enc.std), uint8=True)  # the model normalises on its device
 
     def _stream(self, sources: dict[str, Any], train: bool, samples: int | None) -> BatchedStream:
-        from depictqa.data.mixer import MixedSampleStream, SourceSpec
+        from depictqa.data.mixer import MixedSampleStream
 
         d = self.recipe.data
         trainer = getattr(self, "trainer", None)
@@ -138,13 +138,13 @@ class DepictQADataModule(L.LightningDataModule):
         if train and d.resampled and samples is None:
             # An endless stream: the run ends at trainer.max_steps / max_minutes, never mid-data.
             samples = 10**9
-        specs = [SourceSpec(name, OmegaConf.to_container(s.shards) if OmegaConf.is_list(s.shards) else s.shards,
-                            float(s.get("weight", 1.0)), s.get("repeats")) for name, s in sources.items()]
+        specs = source_specs(sources)
         enc = self.encoder
         stream = MixedSampleStream(specs, self._image_cfg(), enc.patch_size, seed=self.recipe.seed, train=train,
                                    resampled=d.resampled if train else False, samples_per_epoch=samples,
                                    transform=enc, max_skip_rate=d.max_skip_rate,
-                                   shuffle_buffer=d.shuffle_buffer if train else 0, rank=rank, world_size=world)
+                                   shuffle_buffer=d.shuffle_buffer if train else 0,
+                                   question_dropout=d.question_dropout if train else 0.0, rank=rank, world_size=world)
         return BatchedStream(stream, enc.pad_id, d.batch_size, d.max_tokens_per_batch,
                              d.packed, skip=self.skip_batches if train else 0)
 
@@ -163,10 +163,26 @@ class DepictQADataModule(L.LightningDataModule):
         stream = self._stream({"val": d.val}, False, None)
         return DataLoader(_Limited(stream, d.val_samples, d.batch_size), batch_size=None, num_workers=0)
 
+    def answers(self) -> Iterator[str]:
+        """Every answer of the training and validation sources, read once in shard order (no image
+        is decoded): what ``model.llm.output_vocab: answers`` builds its head from."""
+        from depictqa.data.mixer import iter_answers
+
+        d = self.recipe.data
+        yield from iter_answers(source_specs({**d.sources, **({"val": d.val} if d.val else {})}))
+
     def set_epoch(self, epoch: int) -> None:
         """Reseed the training stream for ``epoch`` (called by the fit loop's EpochSeeder callback)."""
         if self._train is not None:
             self._train.set_epoch(epoch)
+
+
+def source_specs(sources: dict[str, Any]) -> list[Any]:
+    """The recipe's ``{name: {shards, weight, repeats}}`` as :class:`~depictqa.data.mixer.SourceSpec` s."""
+    from depictqa.data.mixer import SourceSpec
+
+    return [SourceSpec(name, OmegaConf.to_container(s.shards) if OmegaConf.is_list(s.shards) else s.shards,
+                       float(s.get("weight", 1.0)), s.get("repeats")) for name, s in sources.items()]
 
 
 class _Limited(IterableDataset):

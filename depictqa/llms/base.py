@@ -14,6 +14,9 @@ class LanguageModel(Protocol):
 
     ``embed(ids [B, L]) -> [B, L, hidden_size]``; ``hidden(inputs_embeds, ...) -> [B, L, hidden_size]``
     (last layer, before the LM head); ``logits(hidden [..., hidden_size]) -> [..., vocab]``;
+    ``answer_logits(hidden [N, hidden_size], target ids [N]) -> (logits [N, C], target [N])``: training's
+    view of the head, over the C tokens it can emit (the vocabulary, unless the head scores fewer), with
+    the targets as indices into them;
     ``generate(inputs_embeds, attention_mask, **kw)`` returns new tokens only.
     """
 
@@ -26,6 +29,8 @@ class LanguageModel(Protocol):
                position_ids: torch.Tensor | None = None) -> torch.Tensor: ...
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor: ...
+
+    def answer_logits(self, hidden: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     def generate(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Any: ...
 

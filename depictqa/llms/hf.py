@@ -4,7 +4,8 @@ From a local folder or hub id (``path``), or built from a config dict with rando
 (``config``: from-scratch tiny models and tests). The LM head is applied only where a caller asks
 (:meth:`HFLanguageModel.logits`), so training computes vocabulary logits at answer positions only.
 ``embed_init``/``freeze_embeddings`` give a from-config model pretrained word embeddings
-(:mod:`depictqa.llms.words`).
+(:mod:`depictqa.llms.words`); ``output_vocab: answers`` an output head over the words its training
+answers use (:mod:`depictqa.llms.answer_head`).
 """
 
 from __future__ import annotations
@@ -14,19 +15,23 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from depictqa.llms.answer_head import AnswerHead, answer_head, restrict_on_load
 from depictqa.llms.tokenizers import NAMED, load_tokenizer, train_bpe
 from depictqa.llms.words import init_embeddings
 
 
 class HFLanguageModel(nn.Module):
-    def __init__(self, model: nn.Module, tokenizer: Any, freeze_embeddings: bool = False) -> None:
+    def __init__(self, model: nn.Module, tokenizer: Any, freeze_embeddings: bool = False,
+                 output_vocab: str | None = None) -> None:
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
         self.hidden_size: int = self._base().config.hidden_size
         self.freeze_embeddings = freeze_embeddings
+        self.output_vocab = output_vocab  # "answers": `fit` restricts the head to the data's answer tokens
         if freeze_embeddings:
             self._base().get_input_embeddings().weight.requires_grad_(False)
+        self.register_load_state_dict_pre_hook(restrict_on_load)
 
     def requires_grad_(self, requires_grad: bool = True) -> "HFLanguageModel":
         """As ``nn.Module.requires_grad_``, except that frozen token embeddings stay frozen: the
@@ -62,6 +67,33 @@ class HFLanguageModel(nn.Module):
         """[..., hidden] -> [..., vocab]"""
         return self._base().get_output_embeddings()(hidden)
 
+    def answer_logits(self, hidden: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """hidden [N, hidden], target ids [N] -> (logits [N, C], target [N] in 0..C-1) over the C
+        tokens the head scores: the vocabulary, or the answer tokens of an :class:`AnswerHead`."""
+        head = self._base().get_output_embeddings()
+        if isinstance(head, AnswerHead):
+            return head.scores(hidden), head.rows(target)
+        return head(hidden), target
+
+    def output_head_name(self) -> str:
+        """The output head's name among this module's submodules (``model.lm_head``, ...)."""
+        head = self._base().get_output_embeddings()
+        return next(name for name, module in self.named_modules() if module is head)
+
+    def restrict_output(self, ids: torch.Tensor | Iterable[int]) -> None:
+        """Score only ``ids`` from now on (:class:`AnswerHead`); rows the head has are kept. Not
+        for heads tied to the input embeddings (the rows would no longer be the embeddings')."""
+        base = self._base()
+        if base.config.tie_word_embeddings:
+            raise ValueError("llm 'hf': output_vocab needs an output head of its own (tie_word_embeddings: false)")
+        current = base.get_output_embeddings()
+        ids = torch.as_tensor(list(ids) if not torch.is_tensor(ids) else ids)
+        if isinstance(current, AnswerHead) and torch.equal(current.ids.cpu(), ids.cpu().long().unique()):
+            return  # already this head: keep its parameter (an optimiser may hold it)
+        head = answer_head(current, ids, base.get_input_embeddings().weight.shape[0], std=base.config.initializer_range)
+        head.weight.requires_grad_(current.weight.requires_grad)
+        base.set_output_embeddings(head)
+
     def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, **kwargs: Any) -> Any:
         return self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
@@ -80,7 +112,7 @@ def build_hf(path: str | None = None, config: dict[str, Any] | None = None,
              tokenizer: str | dict[str, Any] | None = None, lora: dict[str, Any] | None = None,
              attn_implementation: str = "sdpa", dtype: str = "float32", gradient_checkpointing: bool = False,
              trust_remote_code: bool = False, texts: Iterable[str] | None = None, embed_init: str | None = None,
-             freeze_embeddings: bool = False) -> HFLanguageModel:
+             freeze_embeddings: bool = False, output_vocab: str | None = None) -> HFLanguageModel:
     """Hugging Face causal LM from ``path`` (folder or hub id) or ``config`` (random weights).
 
     ``tokenizer``: a folder/hub id, a name of :data:`~depictqa.llms.tokenizers.NAMED` (``minilm``),
@@ -88,11 +120,18 @@ def build_hf(path: str | None = None, config: dict[str, Any] | None = None,
     for ``path``'s own. ``lora``: ``{r, alpha, dropout, targets}``. ``embed_init``: fill the token
     embeddings of a ``config`` model from a pretrained source (``minilm``, with ``tokenizer: minilm``);
     ``freeze_embeddings``: keep the token embeddings (and a head tied to them) fixed in training.
+    ``output_vocab``: ``answers`` for a ``config`` model with an untied head: ``depictqa fit`` then
+    scores only the tokens its data's answers use (:mod:`depictqa.llms.answer_head`).
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if attn_implementation == "depictqa_varlen":
         import depictqa.attention  # noqa: F401  registers the name (and its mask function) with transformers
+    if output_vocab not in (None, "answers"):
+        raise ValueError(f"llm 'hf': output_vocab must be 'answers' or null, got {output_vocab!r}")
+    if output_vocab and path is not None:
+        raise ValueError("llm 'hf': output_vocab: answers is for models built from 'config' (a pretrained "
+                         "head keeps its whole vocabulary)")
     tok = _tokenizer(path, tokenizer, texts)
     torch_dtype = getattr(torch, dtype)
     if path is not None:
@@ -115,11 +154,14 @@ def build_hf(path: str | None = None, config: dict[str, Any] | None = None,
             raise ValueError("llm 'hf': embed_init is for models built from 'config'; a 'path' model has its own "
                              "embeddings")
         init_embeddings(model.get_input_embeddings(), tok, embed_init, std=model.config.initializer_range)
+    if output_vocab and model.config.tie_word_embeddings:
+        raise ValueError("llm 'hf': output_vocab: answers needs an output head of its own: set "
+                         "config.tie_word_embeddings: false")
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if lora:
         model = _apply_lora(model, **lora)
-    return HFLanguageModel(model, tok, freeze_embeddings=freeze_embeddings)
+    return HFLanguageModel(model, tok, freeze_embeddings=freeze_embeddings, output_vocab=output_vocab)
 
 
 def _tokenizer(path: str | None, spec: str | dict[str, Any] | None, texts: Iterable[str] | None) -> Any:
