@@ -55,8 +55,6 @@ class DataSchema:
     max_skip_rate: float = 0.01
     val_samples: int = 64
     tokenizer_samples: int = 2000
-    # training questions lose each word with this probability (the single-answer instruction is kept)
-    question_dropout: float = 0.0
 
 
 @dataclass

@@ -143,8 +143,7 @@ class DepictQADataModule(L.LightningDataModule):
         stream = MixedSampleStream(specs, self._image_cfg(), enc.patch_size, seed=self.recipe.seed, train=train,
                                    resampled=d.resampled if train else False, samples_per_epoch=samples,
                                    transform=enc, max_skip_rate=d.max_skip_rate,
-                                   shuffle_buffer=d.shuffle_buffer if train else 0,
-                                   question_dropout=d.question_dropout if train else 0.0, rank=rank, world_size=world)
+                                   shuffle_buffer=d.shuffle_buffer if train else 0, rank=rank, world_size=world)
         return BatchedStream(stream, enc.pad_id, d.batch_size, d.max_tokens_per_batch,
                              d.packed, skip=self.skip_batches if train else 0)
 

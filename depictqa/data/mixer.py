@@ -39,7 +39,6 @@ from torch.utils.data import IterableDataset, get_worker_info
 from depictqa.data.images import ImageConfig, ImageError, load_image, prepare_images
 from depictqa.data.schema import RecordParseError, Sample, SchemaError
 from depictqa.data.shards import decode_entry
-from depictqa.prompts import SINGLE_WORD
 
 log = logging.getLogger(__name__)
 MIN_SEEN_FOR_RATE = 50  # judge the skip rate only once a handful of samples make it meaningful
@@ -147,20 +146,6 @@ def dist_info(rank: int | None = None, world_size: int | None = None) -> tuple[i
     return (found[0] if rank is None else rank), (found[1] if world_size is None else world_size)
 
 
-def drop_words(question: str, p: float, rng: random.Random) -> str:
-    """``question`` with each word left out with probability ``p`` (one at least kept), except the
-    official single-answer instruction, which decides the answer's form and is kept whole.
-
-    Training on questions with words missing teaches the LM that the images, not the exact wording,
-    decide the answer: questions worded in ways it never saw then move its answers less."""
-    body, suffix = question, ""
-    if question.endswith(SINGLE_WORD):
-        body, suffix = question[: -len(SINGLE_WORD)], SINGLE_WORD
-    words = body.split()
-    kept = [w for w in words if rng.random() >= p]
-    return " ".join(kept or words[:1]) + suffix
-
-
 def iter_texts(sources: Sequence[SourceSpec], limit: int | None = None) -> Iterator[str]:
     """Conversation turns of the first ``limit`` samples of each source, in shard order, images
     untouched (to train a tokenizer on)."""
@@ -198,11 +183,9 @@ class MixedSampleStream(IterableDataset):
     def __init__(self, sources: Sequence[SourceSpec], image_cfg: ImageConfig, patch_size: int, *,
                  seed: int = 0, train: bool = True, resampled: bool = False,
                  samples_per_epoch: int | None = None, transform: Callable[[Sample], Any] | None = None,
-                 max_skip_rate: float = 0.01, shuffle_buffer: int = 0, question_dropout: float = 0.0,
+                 max_skip_rate: float = 0.01, shuffle_buffer: int = 0,
                  rank: int | None = None, world_size: int | None = None) -> None:
         super().__init__()
-        if not 0.0 <= question_dropout < 1.0:
-            raise ValueError(f"question_dropout must be in [0, 1), got {question_dropout}")
         if not sources:
             raise ValueError("MixedSampleStream needs at least one source")
         if any(s.weight < 0 for s in sources) or not any(s.weight > 0 for s in sources):
@@ -221,7 +204,6 @@ class MixedSampleStream(IterableDataset):
         self.seed, self.train, self.resampled = seed, train, resampled
         self.samples_per_epoch, self.transform = samples_per_epoch, transform
         self.max_skip_rate, self.shuffle_buffer = max_skip_rate, shuffle_buffer
-        self.question_dropout = question_dropout if train else 0.0
         self._rank, self._world = rank, world_size
         self._epoch = 0
         self._reset_stats()
@@ -302,9 +284,6 @@ class MixedSampleStream(IterableDataset):
                   for name in sample.image_order}
         augment = self.train and (self.image_cfg.crop is not None or bool(self.image_cfg.flip))
         sample.images = prepare_images(images, self.image_cfg, self.patch_size, rng if augment else None)
-        if self.question_dropout:
-            first = sample.conversations[0]
-            sample.conversations[0] = {**first, "value": drop_words(first["value"], self.question_dropout, rng)}
         return sample
 
     def __iter__(self) -> Iterator[Any]:

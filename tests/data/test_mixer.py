@@ -171,36 +171,3 @@ def test_recipe_repeats_are_validated(tmp_path: Path) -> None:
         with pytest.raises(RecipeError, match=said):
             load_recipe(str(tmp_path / "mix.yaml"), overrides=bad, check_local=False)
 
-
-def test_question_dropout_drops_training_words_keeps_the_single_answer_instruction() -> None:
-    from depictqa.data.mixer import drop_words
-    from depictqa.prompts import SINGLE_WORD
-
-    question = "Which of the two images is of higher quality, compared with the reference?" + SINGLE_WORD
-    rng = random.Random(0)
-    out = [drop_words(question, 0.2, rng) for _ in range(400)]
-    assert all(q.endswith(SINGLE_WORD) for q in out)
-    body_words = len(question[: -len(SINGLE_WORD)].split())
-    kept = [len(q[: -len(SINGLE_WORD)].split()) for q in out]
-    assert abs(sum(kept) / len(kept) / body_words - 0.8) < 0.03  # about 1 - p of the words survive
-    assert min(kept) >= 1 and len(set(out)) > 100
-    assert drop_words("blur", 0.99, random.Random(1)) == "blur"  # never an empty question
-
-
-def test_question_dropout_only_touches_training_streams(make_source: Callable[..., list[str]]) -> None:
-    sources = [SourceSpec("q", make_source("q", 30))]
-
-    def questions(**kwargs: Any) -> dict[str, str]:
-        stream = MixedSampleStream(sources, CFG, 14, seed=2, transform=lambda s: (s.key, s.conversations[0]["value"]),
-                                   **kwargs)
-        return dict(stream)
-
-    plain = questions()
-    assert plain == {k: f"question {k}" for k in plain} and len(plain) == 30
-    dropped = questions(question_dropout=0.5)
-    assert dropped.keys() == plain.keys()
-    changed = [k for k in plain if dropped[k] != plain[k]]
-    assert 5 <= len(changed) <= 25 and all(dropped[k] in ("question", k) for k in changed)
-    assert questions(question_dropout=0.5, train=False) == questions(train=False) == plain
-    with pytest.raises(ValueError, match="question_dropout"):
-        MixedSampleStream(sources, CFG, 14, question_dropout=1.0)
