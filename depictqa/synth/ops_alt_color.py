@@ -143,9 +143,13 @@ def quantize_kmeans(x, p, rng):
     from scipy.cluster.vq import kmeans2, vq
     pixels = np.clip(x, 0, 1).reshape(-1, 3).astype(np.float64)
     sample = pixels[rng.choice(len(pixels), min(2048, len(pixels)), replace=False)]
-    with warnings.catch_warnings():  # a flat image leaves clusters empty: fewer colours, still valid
-        warnings.simplefilter("ignore", UserWarning)
-        palette, _ = kmeans2(sample, int(p), iter=8, minit="++", rng=rng)
+    distinct = np.unique(sample, axis=0)
+    if len(distinct) <= int(p):  # already within the palette (k-means++ would divide by zero)
+        palette = distinct
+    else:
+        with warnings.catch_warnings():  # a near-flat image leaves clusters empty: fewer colours, still valid
+            warnings.simplefilter("ignore", UserWarning)
+            palette, _ = kmeans2(sample, int(p), iter=8, minit="++", rng=rng)
     codes, _ = vq(pixels, palette)
     return palette[codes].reshape(x.shape).astype(np.float32)
 

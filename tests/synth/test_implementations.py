@@ -115,3 +115,19 @@ def test_base_mode_draws_the_official_function_and_value_only(tmp_path):
     metas = [s.meta for p in sorted((tmp_path / "all").glob("*/*.tar")) for s in iter_shard_samples(str(p))]
     records = [d for m in metas for key in ("distortions", "distortions_A", "distortions_B") for d in m.get(key) or []]
     assert records and all("impl" in d and 0 <= d["strength"] <= 1 for d in records)
+
+
+@pytest.mark.parametrize("name, impl", [(n, i) for n, impls in ALTERNATIVES.items() for i in impls])
+def test_a_flat_image_renders_or_is_refused_without_numeric_warnings(name, impl):
+    """Flat crops happen (sky, a wall): each implementation renders one or refuses it with
+    DistortionFailed (the synthesiser then draws another), without numeric warnings."""
+    import warnings
+
+    flat = np.full((48, 48, 3), 102, np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            out = apply(name, flat, 3, seed=0, impl=impl)
+        except DistortionFailed:
+            return
+    assert out.shape == flat.shape and out.dtype == np.uint8
