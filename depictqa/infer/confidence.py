@@ -14,12 +14,21 @@ The sentence model is all-MiniLM-L6-v2: from the local Hugging Face cache or the
 ``sentence`` extra), which needs no network. :func:`configure_sentence_model` (or the
 ``DEPICTQA_SENTENCE_MODEL`` variable) names another folder or hub id. Without any, detail
 confidence is ``None`` (one warning). Nothing here changes the process environment.
+
+Sentence embeddings are remembered (:class:`SentenceCache`, the last
+:data:`SENTENCE_CACHE_SIZE` distinct sentences, keyed by their exact text): an embedding depends
+on the sentence only, and a model's answers repeat (templated wording, the same answer to the same
+images), so a repeated answer or ablation is not encoded again. The numbers are those of encoding
+every sentence afresh (to float rounding, ~1e-7); the cache is emptied whenever the sentence model
+or its device changes.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import warnings
+from collections import OrderedDict
 from typing import Any, Callable, Sequence
 
 import torch
@@ -29,6 +38,7 @@ TOP_K = 30
 
 SENTENCE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 SENTENCE_MODEL_ENV = "DEPICTQA_SENTENCE_MODEL"
+SENTENCE_CACHE_SIZE = 8192  # distinct sentences remembered (384 floats each for MiniLM: ~12 MB)
 
 _UNAVAILABLE = object()
 _SENTENCE_MODEL: Any = None  # None: not tried yet; _UNAVAILABLE: tried, none to load
@@ -69,6 +79,7 @@ def configure_sentence_model(source: str | os.PathLike | None) -> None:
     the default (hub or cache, else the packaged copy). Loaded on first use."""
     global _SENTENCE_MODEL, _SOURCE
     _SENTENCE_MODEL, _SOURCE = None, None if source is None else str(source)
+    SENTENCES.clear()
 
 
 def sentence_model(device: str | torch.device | None = None) -> Any | None:
@@ -147,14 +158,81 @@ def weighted_confidence(weights: torch.Tensor, probs: torch.Tensor, top_k: int =
     return float((norm * probs[idx]).sum())
 
 
+class SentenceCache:
+    """Sentence text -> its normalised embedding (a float32 CPU row), the ``size`` most recently
+    used kept (0: nothing kept). Exact: a row is what the model gave for that very text; tied to
+    the model (and device) that computed it, and emptied when either changes. Thread-safe."""
+
+    def __init__(self, size: int = SENTENCE_CACHE_SIZE) -> None:
+        self.size = size
+        self.hits = self.misses = 0
+        self._rows: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._owner: tuple[Any, torch.device] | None = None
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+            self._owner = None
+            self.hits = self.misses = 0
+
+    def resize(self, size: int) -> None:
+        """Keep at most ``size`` sentences from now on (0 turns the cache off)."""
+        if size < 0:
+            raise ValueError(f"the sentence cache size must be >= 0, got {size}")
+        with self._lock:
+            self.size = size
+            while len(self._rows) > size:
+                self._rows.popitem(last=False)
+
+    def info(self) -> dict[str, int]:
+        return {"size": len(self._rows), "max_size": self.size, "hits": self.hits, "misses": self.misses}
+
+    def embed(self, encoder: Any, sentences: Sequence[str]) -> torch.Tensor:
+        """Normalised embeddings [len(sentences), D] (float32, CPU) of distinct ``sentences``; only
+        those not remembered go to ``encoder.encode``, all of them in ONE call."""
+        owner = (encoder, _model_device(encoder))
+        with self._lock:
+            if self._owner is None or self._owner[0] is not encoder or self._owner[1] != owner[1]:
+                self._rows.clear()
+                self._owner = owner
+            known = {s: self._rows[s] for s in sentences if s in self._rows}
+            for s in known:
+                self._rows.move_to_end(s)
+            self.hits += len(known)
+        missing = [s for s in sentences if s not in known]
+        if missing:
+            fresh = encoder.encode(missing, convert_to_tensor=True, normalize_embeddings=True).float().cpu()
+            new = {s: fresh[i].clone() for i, s in enumerate(missing)}  # a row, not a view of the batch
+            with self._lock:
+                self.misses += len(missing)
+                if self._owner is not None and self._owner[0] is encoder and self.size > 0:
+                    for s, row in new.items():
+                        self._rows[s] = row
+                        self._rows.move_to_end(s)
+                    while len(self._rows) > self.size:
+                        self._rows.popitem(last=False)
+            known.update(new)
+        if not sentences:
+            return torch.zeros(0, 0)
+        return torch.stack([known[s] for s in sentences])
+
+
+SENTENCES = SentenceCache()  # the process's cache of sentence embeddings (detail confidence)
+
+
 def detail_confidences(texts: Sequence[str], ids: Sequence[Sequence[int]], probs: Sequence[torch.Tensor],
                        decode: Callable[[list[int]], str],
                        device: str | torch.device | None = None) -> list[float | None]:
-    """Detail confidence of several answers, all their sentences encoded in ONE call.
+    """Detail confidence of several answers, all their new sentences encoded in ONE call.
 
     A sentence is encoded once however often it occurs (the same answer to several requests of a
-    batch, the same ablation of a repeated word, an ablation shared by two answers): an embedding
-    depends on the sentence only, so this is the per-answer computation with the repeats skipped.
+    batch, the same ablation of a repeated word, an ablation shared by two answers) and, through
+    :data:`SENTENCES`, not again in a later batch: an embedding depends on the sentence only, so
+    this is the per-answer computation with the repeats skipped.
     ``device``: where the sentence model runs (default: where it was loaded, the CPU).
     """
     encoder = sentence_model(device)
@@ -168,7 +246,7 @@ def detail_confidences(texts: Sequence[str], ids: Sequence[Sequence[int]], probs
         if key not in ablations:
             ablations[key] = ablated_texts(list(key), decode)
         rows.append([slot.setdefault(sentence, len(slot)) for sentence in (text, *ablations[key])])
-    emb = encoder.encode(list(slot), convert_to_tensor=True, normalize_embeddings=True).float().cpu()
+    emb = SENTENCES.embed(encoder, list(slot))
     out: list[float | None] = []
     for row_slots, p in zip(rows, probs):
         if len(row_slots) == 1:

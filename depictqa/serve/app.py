@@ -7,7 +7,6 @@ and refused before it is decoded.
 
 from __future__ import annotations
 
-import asyncio
 import io
 from dataclasses import dataclass
 from importlib.resources import files
@@ -18,9 +17,10 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image, UnidentifiedImageError
 
-from depictqa.serve.batcher import Batcher
+from depictqa.serve.batcher import Arrival, Batcher
 
 STYLES = ("single", "brief", "detail")
+ARRIVAL = "depictqa.arrival"  # the ASGI scope key of a request's batcher Arrival
 MAX_NEW_TOKENS = {"single": 16, "brief": 64, "detail": 400}
 
 
@@ -69,6 +69,46 @@ def decode_upload(field: str, data: bytes, cfg: ServeConfig) -> Image.Image:
     return image.convert("RGB")
 
 
+def decode_uploads(fields: list[tuple[str, Optional[bytes], bool]], cfg: ServeConfig) -> list[Optional[Image.Image]]:
+    """(field, bytes or None when not sent, required) of one request -> images, in order; the first
+    bad field (missing when required, or failing :func:`decode_upload`) is the error."""
+    images: list[Optional[Image.Image]] = []
+    for field, data, required in fields:
+        if data is None:
+            if required:
+                raise InputError(400, field, f"missing field {field!r} (a file in the multipart form)")
+            images.append(None)
+        else:
+            images.append(decode_upload(field, data, cfg))
+    return images
+
+
+class _Gate:
+    """Pure ASGI middleware (cheaper than ``@app.middleware``, which runs each request in an extra
+    task): refuses a body that declares more than three uploads' worth before reading it, and
+    announces every ``POST /v1/...`` to the batcher the moment its headers arrive, so a gathered
+    batch waits for requests still reading or decoding their uploads (and only then)."""
+
+    def __init__(self, app: Any, cfg: ServeConfig, batcher: Batcher) -> None:
+        self.app, self.cfg, self.batcher = app, cfg, batcher
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > 3 * self.cfg.max_upload_bytes + 65536:
+            response = JSONResponse({"error": f"the request is over the upload limit ({self.cfg.max_upload_mb:g} MB "
+                                              "per file)", "field": "body"}, status_code=413)
+            return await response(scope, receive, send)
+        if scope["method"] != "POST" or not scope["path"].startswith("/v1/"):
+            return await self.app(scope, receive, send)
+        arrival = scope[ARRIVAL] = self.batcher.arrival()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            arrival.done()  # a request that ended before submitting (bad input, disconnect) is not awaited
+
+
 def run_batch(assessor: Any, key: Hashable, payloads: list[tuple]) -> list[Any]:
     """One Assessor call for requests that share ``key`` = (operation, options...)."""
     op = key[0]
@@ -98,28 +138,23 @@ def create_app(assessor: Any, cfg: ServeConfig | None = None) -> FastAPI:
                       scope=getattr(assessor, "sharing_image_features", None))
     app = FastAPI(title="depictqa", description="Descriptive image quality assessment: assess, compare, score.")
     app.state.batcher = batcher
+    app.add_middleware(_Gate, cfg=cfg, batcher=batcher)
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, err: InputError) -> JSONResponse:
+        arrival(request).done()  # nothing will be submitted: the batcher need not wait for it
         return JSONResponse({"error": err.message, "field": err.field}, status_code=err.status)
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Any) -> Any:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > 3 * cfg.max_upload_bytes + 65536:
-            return JSONResponse({"error": f"the request is over the upload limit ({cfg.max_upload_mb:g} MB per file)",
-                                 "field": "body"}, status_code=413)
-        return await call_next(request)
+    def arrival(request: Request) -> Arrival:
+        return request.scope.get(ARRIVAL) or batcher.arrival()  # (an app mounted without _Gate: a fresh one)
 
-    async def image_of(field: str, upload: Optional[UploadFile], required: bool) -> Optional[Image.Image]:
-        if upload is None:
-            if required:
-                raise InputError(400, field, f"missing field {field!r} (a file in the multipart form)")
-            return None
-        data = await upload.read(cfg.max_upload_bytes + 1)
-        # decoding is CPU work: in a worker thread, so the loop keeps parsing other requests and
-        # PNG/JPEG decoding (which releases the GIL) overlaps the batched model call
-        return await anyio.to_thread.run_sync(decode_upload, field, data, cfg)
+    async def images_of(*uploads: tuple[str, Optional[UploadFile], bool]) -> list[Optional[Image.Image]]:
+        """(field, upload, required) -> images; read here, decoded all together in ONE worker thread
+        hop (CPU work: the loop keeps parsing other requests, and PNG/JPEG decoding, which releases
+        the GIL, overlaps the batched model call)."""
+        fields = [(field, None if upload is None else await upload.read(cfg.max_upload_bytes + 1), required)
+                  for field, upload, required in uploads]
+        return await anyio.to_thread.run_sync(decode_uploads, fields, cfg)
 
     def check_style(style: Optional[str]) -> str:
         style = style or "brief"
@@ -132,12 +167,13 @@ def create_app(assessor: Any, cfg: ServeConfig | None = None) -> FastAPI:
             raise InputError(422, "image", f"the model could not answer: {result.error}")
 
     @app.post("/v1/assess")
-    async def assess(image: Optional[UploadFile] = File(None), reference: Optional[UploadFile] = File(None),
-                     question: Optional[str] = Form(None), style: Optional[str] = Form(None)) -> dict[str, Any]:
+    async def assess(request: Request, image: Optional[UploadFile] = File(None),
+                     reference: Optional[UploadFile] = File(None), question: Optional[str] = Form(None),
+                     style: Optional[str] = Form(None)) -> dict[str, Any]:
         """What is wrong with ``image`` (and how badly), with or without a pristine ``reference``."""
         style = check_style(style)
-        img, ref = await image_of("image", image, True), await image_of("reference", reference, False)
-        answer = await batcher.submit(("assess", style, question or None), (img, ref))
+        img, ref = await images_of(("image", image, True), ("reference", reference, False))
+        answer = await batcher.submit(("assess", style, question or None), (img, ref), arrival(request))
         failed(answer)
         out: dict[str, Any] = {"text": answer.text, "confidence": answer.confidence, "style": style}
         if style == "single":
@@ -147,16 +183,17 @@ def create_app(assessor: Any, cfg: ServeConfig | None = None) -> FastAPI:
         return out
 
     @app.post("/v1/compare")
-    async def compare(image_a: Optional[UploadFile] = File(None), image_b: Optional[UploadFile] = File(None),
-                      reference: Optional[UploadFile] = File(None), question: Optional[str] = Form(None),
-                      style: Optional[str] = Form(None), both_orders: bool = Form(False)) -> dict[str, Any]:
+    async def compare(request: Request, image_a: Optional[UploadFile] = File(None),
+                      image_b: Optional[UploadFile] = File(None), reference: Optional[UploadFile] = File(None),
+                      question: Optional[str] = Form(None), style: Optional[str] = Form(None),
+                      both_orders: bool = Form(False)) -> dict[str, Any]:
         """Which of ``image_a`` / ``image_b`` is better, why (style), and P(A better)."""
         style = check_style(style)
-        a, b = await image_of("image_a", image_a, True), await image_of("image_b", image_b, True)
-        ref = await image_of("reference", reference, False)
-        # both go into the same batching window: the answer and P(A better) do not wait on each other
-        answer, pref = await asyncio.gather(batcher.submit(("compare", style, question or None), (a, b, ref)),
-                                            batcher.submit(("prefer", bool(both_orders)), (a, b, ref)))
+        a, b, ref = await images_of(("image_a", image_a, True), ("image_b", image_b, True),
+                                    ("reference", reference, False))
+        # both queued together, so they share a gathered batch (and its image features)
+        answer, pref = await batcher.submit_many([(("compare", style, question or None), (a, b, ref)),
+                                                  (("prefer", bool(both_orders)), (a, b, ref))], arrival(request))
         failed(answer)
         failed(pref)
         p_a = pref.p_a_debiased if both_orders and pref.p_a_debiased is not None else pref.p_a
@@ -164,10 +201,11 @@ def create_app(assessor: Any, cfg: ServeConfig | None = None) -> FastAPI:
                 "choice": "A" if p_a >= 0.5 else "B", "p_a_better": p_a}
 
     @app.post("/v1/score")
-    async def score(image: Optional[UploadFile] = File(None), reference: Optional[UploadFile] = File(None)) -> dict[str, Any]:
+    async def score(request: Request, image: Optional[UploadFile] = File(None),
+                    reference: Optional[UploadFile] = File(None)) -> dict[str, Any]:
         """A 1-5 quality score (expected rating level), with or without a reference."""
-        img, ref = await image_of("image", image, True), await image_of("reference", reference, False)
-        result = await batcher.submit(("score",), (img, ref))
+        img, ref = await images_of(("image", image, True), ("reference", reference, False))
+        result = await batcher.submit(("score",), (img, ref), arrival(request))
         failed(result)
         return {"score": result.score, "probabilities": result.probabilities}
 
@@ -176,7 +214,8 @@ def create_app(assessor: Any, cfg: ServeConfig | None = None) -> FastAPI:
         facts = {"status": "ok", "checkpoint": cfg.checkpoint, "device": str(assessor.device),
                  "max_batch": cfg.max_batch, "batch_timeout_ms": cfg.batch_timeout_ms,
                  "batches": {"calls": batcher.stats.calls, "requests": batcher.stats.requests,
-                             "largest": batcher.stats.largest}}
+                             "largest": batcher.stats.largest, "gathered": batcher.stats.gathers,
+                             "waited": batcher.stats.waited}}
         return {**facts, **(cfg.model_facts or {})}
 
     @app.get("/", response_class=HTMLResponse)
