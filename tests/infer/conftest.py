@@ -1,4 +1,5 @@
-"""A tiny random-weight model, an Assessor over it, a checkpoint of it and images of mixed sizes."""
+"""A tiny random-weight model, an Assessor over it, a checkpoint of it, images of mixed sizes, and a
+fake sentence model for detail-confidence tests."""
 
 from __future__ import annotations
 
@@ -49,3 +50,21 @@ def write_png(path: Path, array: np.ndarray) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)
     return path.name
+
+
+class FakeSentenceModel(torch.nn.Module):
+    """A deterministic sentence 'embedding' (character counts): records what it was asked to encode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Linear(1, 1)  # a parameter, so the model has a device
+        self.calls: list[list[str]] = []
+
+    def encode(self, sentences, convert_to_tensor=True, normalize_embeddings=True, **_):
+        self.calls.append(list(sentences))
+        emb = torch.zeros(len(sentences), 128)
+        for i, s in enumerate(sentences):
+            for ch in s:
+                emb[i, ord(ch) % 128] += 1.0
+            emb[i, len(s) % 128] += 0.5  # so that a deletion always moves the embedding
+        return torch.nn.functional.normalize(emb, dim=-1)

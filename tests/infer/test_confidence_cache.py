@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from depictqa.infer import confidence as C
+from tests.infer.conftest import FakeSentenceModel as CountingModel
 
 WORDS = {1: "the", 2: "image", 3: "is", 4: "blurry", 5: "and", 6: "very", 7: "noisy", 8: "dark", 9: "Image",
          10: "A", 11: "B", 12: "better", 13: "than", 14: "because", 15: "has", 16: "less", 17: "noise"}
@@ -16,24 +17,6 @@ WORDS = {1: "the", 2: "image", 3: "is", 4: "blurry", 5: "and", 6: "very", 7: "no
 
 def decode(ids: list[int]) -> str:
     return " ".join(WORDS[i] for i in ids)
-
-
-class CountingModel(torch.nn.Module):
-    """A deterministic sentence 'embedding' (character counts) that records what it encodes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.anchor = torch.nn.Linear(1, 1)  # a parameter, so the model has a device
-        self.calls: list[list[str]] = []
-
-    def encode(self, sentences, convert_to_tensor=True, normalize_embeddings=True, **_):
-        self.calls.append(list(sentences))
-        emb = torch.zeros(len(sentences), 128)
-        for i, s in enumerate(sentences):
-            for ch in s:
-                emb[i, ord(ch) % 128] += 1.0
-            emb[i, len(s) % 128] += 0.5
-        return torch.nn.functional.normalize(emb, dim=-1)
 
 
 ROWS = [[9, 10, 12, 13, 9, 11, 14, 10, 15, 16, 17], [9, 11, 12, 13, 9, 10, 14, 11, 15, 16, 17],

@@ -7,24 +7,7 @@ import pytest
 import torch
 
 from depictqa.infer import confidence as C
-
-
-class FakeSentenceModel(torch.nn.Module):
-    """A deterministic sentence 'embedding' (character counts): records what it was asked to encode."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.anchor = torch.nn.Linear(1, 1)  # a parameter, so the model has a device
-        self.calls: list[list[str]] = []
-
-    def encode(self, sentences, convert_to_tensor=True, normalize_embeddings=True, **_):
-        self.calls.append(list(sentences))
-        emb = torch.zeros(len(sentences), 128)
-        for i, s in enumerate(sentences):
-            for ch in s:
-                emb[i, ord(ch) % 128] += 1.0
-            emb[i, len(s) % 128] += 0.5  # so that a deletion always moves the embedding
-        return torch.nn.functional.normalize(emb, dim=-1)
+from tests.infer.conftest import FakeSentenceModel
 
 
 def decode(ids: list[int]) -> str:
