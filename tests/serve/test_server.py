@@ -113,3 +113,32 @@ def test_a_comparison_and_its_preference_encode_each_image_once(server, images):
     want = server.assessor.compare(a, b, reference=ref, style="single", max_new_tokens=16)
     assert got["text"] == want.text and got["confidence"] == pytest.approx(want.confidence)
     assert got["p_a_better"] == pytest.approx(server.assessor.prefer(a, b, reference=ref).p_a)
+
+
+def test_the_command_serves_with_the_torch_threads_asked_for(ckpt):  # noqa: F811
+    """`depictqa serve --torch-threads 1` in its own process: /healthz reports 1 thread; 0 is refused."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+    from tests.serve.conftest import free_port
+
+    bad = subprocess.run([sys.executable, "-m", "depictqa.cli", "serve", "--ckpt", str(ckpt), "--torch-threads", "0"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--torch-threads must be >= 1" in bad.stderr
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "depictqa.cli", "serve", "--ckpt", str(ckpt), "--port", str(port),
+                             "--torch-threads", "1"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        health = None
+        for _ in range(300):
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert health is not None and health["status"] == "ok" and health["torch_threads"] == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
