@@ -65,11 +65,11 @@ class AnswerHead(nn.Module):
         return f"{self.weight.shape[1]} -> {self.ids.numel()} of {self.vocab_size} tokens"
 
 
-def answer_head(current: nn.Module, ids: torch.Tensor, vocab_size: int, std: float) -> AnswerHead:
-    """An :class:`AnswerHead` for ``ids`` from the current head (a full ``nn.Linear`` or an
-    AnswerHead): rows it has are copied, rows it lacks start at ``normal(0, std)``."""
+def answer_head(current: nn.Module, ids: list[int], vocab_size: int, std: float) -> AnswerHead:
+    """An :class:`AnswerHead` for ``ids`` (sorted, distinct) from the current head (a full
+    ``nn.Linear`` or an AnswerHead): rows it has are copied, rows it lacks start at ``normal(0, std)``."""
     weight = current.weight.detach()
-    ids = torch.as_tensor(sorted(set(int(i) for i in ids)), dtype=torch.long, device=weight.device)
+    ids = torch.tensor(ids, dtype=torch.long, device=weight.device)
     if ids.numel() == 0 or int(ids[0]) < 0 or int(ids[-1]) >= vocab_size:
         raise ValueError(f"output vocabulary: token ids must lie in [0, {vocab_size}); got {ids.numel()} ids")
     rows = torch.empty(ids.numel(), weight.shape[1], dtype=weight.dtype, device=weight.device).normal_(0.0, std)

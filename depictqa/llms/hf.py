@@ -87,8 +87,8 @@ class HFLanguageModel(nn.Module):
         if base.config.tie_word_embeddings:
             raise ValueError("llm 'hf': output_vocab needs an output head of its own (tie_word_embeddings: false)")
         current = base.get_output_embeddings()
-        ids = torch.as_tensor(list(ids) if not torch.is_tensor(ids) else ids)
-        if isinstance(current, AnswerHead) and torch.equal(current.ids.cpu(), ids.cpu().long().unique()):
+        ids = sorted({int(i) for i in ids})
+        if isinstance(current, AnswerHead) and current.ids.tolist() == ids:
             return  # already this head: keep its parameter (an optimiser may hold it)
         head = answer_head(current, ids, base.get_input_embeddings().weight.shape[0], std=base.config.initializer_range)
         head.weight.requires_grad_(current.weight.requires_grad)

@@ -170,4 +170,3 @@ def test_recipe_repeats_are_validated(tmp_path: Path) -> None:
                       (["data.sources.a.weight=3"], "not both")):
         with pytest.raises(RecipeError, match=said):
             load_recipe(str(tmp_path / "mix.yaml"), overrides=bad, check_local=False)
-
