@@ -37,8 +37,8 @@ def test_the_tokenizer_round_trips_questions_and_answers(tok):
     for text in texts:
         ids = tok(text, add_special_tokens=False)["input_ids"]
         assert tok.unk_token_id not in ids, text
-        back = tok.decode(ids)  # sentence-cased, and " :" keeps a space: equal up to case and spacing
-        assert back.lower().replace(" ", "") == text.lower().replace(" ", ""), text
+        back = tok.decode(ids)  # sentence-cased: equal up to case, spaced as written
+        assert back.lower() == text.lower(), text
         assert tok(back, add_special_tokens=False)["input_ids"] == ids, text
     # answers come back as the cased training answers: the official exact match still holds
     for answer in texts[-2:]:
@@ -48,6 +48,40 @@ def test_the_tokenizer_round_trips_questions_and_answers(tok):
     assert tok.bos_token == BOS and tok.eos_token == EOS and tok.pad_token_id is not None
     # a word the synthesiser never uses is a known word, not bytes: it has MiniLM's row
     assert tok.convert_ids_to_tokens(tok("flaw", add_special_tokens=False)["input_ids"]) == ["flaw"]
+
+
+def test_decoded_answers_are_spaced_as_the_synthesiser_wrote_them(tok):
+    """Detailed answers and captions (hyphens, colons, semicolons, quoted words) come back as
+    written, up to case: WordPiece decoding alone gives "close - up", "artifacts : its", '" stop "'."""
+    from depictqa.synth.answers import assess_detail, compare_detail
+    from depictqa.synth.distortions import list_distortions
+    from depictqa.synth.scenes import make_scene
+    from depictqa.synth.sources import CAPTIONS
+
+    rng = np.random.default_rng(0)
+    captions = [f"Part of {c}." for c in CAPTIONS.values()] + [make_scene(rng, 32)[1] for _ in range(40)]
+    assert any('"' in c for c in captions) and any("-" in c for c in captions)
+    kinds = [(d.category, d.subtype) for d in list_distortions()]
+    texts = list(captions)
+    for i, caption in enumerate(captions):
+        (c1, s1), (c2, s2) = kinds[i % len(kinds)], kinds[(i + 7) % len(kinds)]
+        one = [{"category": c1, "subtype": s1, "severity": 1 + i % 5}]
+        two = [{"category": c2, "subtype": s2, "severity": 1 + (i + 2) % 5}, *one]
+        texts.append(assess_detail(one, bool(i % 2), rng, caption=caption))
+        texts.append(compare_detail(one, two, bool(i % 3), bool(i % 2), rng, caption=caption))
+    assert any(": its" in t for t in texts) and any("; its" in t for t in texts)
+    for text in texts:
+        back = tok.decode(tok(text, add_special_tokens=False)["input_ids"])
+        assert back.lower() == text.lower(), (text, back)
+
+
+def test_join_pieces_takes_out_only_the_decoders_spaces():
+    from depictqa.llms.words import join_pieces
+
+    assert join_pieces('a close - up ( 0 . 5 ) : " stop " ; image a / b , done .') == \
+        'a close-up (0.5): "stop"; image a/b, done.'
+    written = 'Image A has slight noise: its noise adds grain; it is a "close-up" (about 0.5), sharp.'
+    assert join_pieces(written) == written  # text already spaced as written is left alone
 
 
 def test_sentence_case_restores_labels_and_image_names():

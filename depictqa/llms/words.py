@@ -42,6 +42,13 @@ def minilm_folder() -> Path:
 
 
 _IMAGE_NAME = re.compile(r"\bimage ([ab])\b")
+# WordPiece decoding puts a space between every two words, and transformers' clean-up only takes
+# it back before ". , ? !" and around apostrophes: "close - up", "artifacts : its", "( 0 . 5 )"
+_SPACE_BEFORE = re.compile(r"\s+([:;,.!?%)\]}])")
+_SPACE_AFTER = re.compile(r"([(\[{])\s+")
+_INNER = re.compile(r"(?<=\w)\s*([-/])\s*(?=\w)")  # hyphenated words, "A/B": no spaced dash is written
+_DECIMAL = re.compile(r"(?<=\d)\s*\.\s*(?=\d)")
+_QUOTED = re.compile(r'"\s*([^"]*?)\s*"')
 _SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-z])")
 
 
@@ -54,13 +61,25 @@ def sentence_case(text: str) -> str:
     return _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
 
 
+def join_pieces(text: str) -> str:
+    """A WordPiece decoder's text with the spaces written texts do not have taken out: before
+    closing punctuation, after opening brackets, inside hyphenated words, decimals and double quotes
+    ('a close - up ( 0 . 5 ) : " stop "' -> 'a close-up (0.5): "stop"')."""
+    text = _DECIMAL.sub(".", text)
+    text = _INNER.sub(r"\1", text)
+    text = _SPACE_BEFORE.sub(r"\1", text)
+    text = _QUOTED.sub(r'"\1"', text)
+    return _SPACE_AFTER.sub(r"\1", text)
+
+
 @lru_cache(maxsize=None)
 def _sentence_cased(cls: type) -> type:
     class SentenceCased(cls):  # type: ignore[misc, valid-type]
-        """An uncased tokenizer whose decoded text is :func:`sentence_case`'d."""
+        """An uncased tokenizer whose decoded text is spaced as written (:func:`join_pieces`) and
+        :func:`sentence_case`'d."""
 
         def _decode(self, *args: Any, **kwargs: Any) -> str:
-            return sentence_case(super()._decode(*args, **kwargs))
+            return sentence_case(join_pieces(super()._decode(*args, **kwargs)))
 
     SentenceCased.__name__ = SentenceCased.__qualname__ = f"SentenceCased{cls.__name__}"
     return SentenceCased
@@ -69,7 +88,7 @@ def _sentence_cased(cls: type) -> type:
 def minilm_tokenizer(special: dict[str, Any]) -> Any:
     """MiniLM's WordPiece tokenizer with ``special`` (``add_special_tokens`` arguments: BOS/EOS and
     the image tags) added after its vocabulary. It lower-cases what it encodes; what it decodes is
-    :func:`sentence_case`'d."""
+    spaced as written text is (:func:`join_pieces`) and :func:`sentence_case`'d."""
     from transformers import AutoTokenizer
 
     folder = str(minilm_folder())
