@@ -190,3 +190,48 @@ def test_a_checkpoint_from_before_the_plug_ins_loads_with_a_warning(tmp_path):
         again = load_pretrained(ckpt)
     assert len(again.conditioners) == 1 and not hasattr(again, "distortion_head")
     torch.testing.assert_close(again(batch).sample_loss, model(batch).sample_loss)
+
+
+def test_token_differences_are_position_wise_and_see_the_same_evidence_in_either_order():
+    from depictqa.conditioners.differences import TokenDifferences
+
+    torch.manual_seed(0)
+    cond = TokenDifferences(8).eval()
+    torch.nn.init.normal_(cond.mlp[-1].weight, std=0.5)
+    ref, a, b = (torch.randn(6, 8) for _ in range(3))
+    pixels = [torch.zeros(3, 16, 16)] * 3
+    asked = cond([ref, a, b], pixels, ImageLayout.of([spec("compare", True)]))
+    swapped = cond([ref, b, a], pixels, ImageLayout.of([spec("compare", True)]))
+    torch.testing.assert_close(asked[0], ref)                        # a reference gets nothing
+    torch.testing.assert_close(swapped[1], asked[2])                 # B's tokens whichever way asked
+    torch.testing.assert_close(swapped[2], asked[1])
+    flags = torch.ones(6, 1)
+    want = a + cond.mlp(torch.cat([a - ref, a - b, flags, flags], dim=-1))
+    torch.testing.assert_close(asked[1], want)
+    # moving one position of the reference changes that position of A only
+    moved = ref.clone()
+    moved[2] += 1.0
+    again = cond([moved, a, b], pixels, ImageLayout.of([spec("compare", True)]))
+    changed = (again[1] - asked[1]).abs().sum(dim=-1) > 1e-6
+    assert changed.tolist() == [False, False, True, False, False, False]
+
+
+def test_token_differences_leave_images_without_a_partner_of_their_size_alone():
+    from depictqa.conditioners.differences import TokenDifferences
+
+    torch.manual_seed(0)
+    cond = TokenDifferences(8).eval()
+    torch.nn.init.normal_(cond.mlp[-1].weight, std=0.5)
+    ref, image = torch.randn(4, 8), torch.randn(6, 8)
+    got = cond([ref, image], [torch.zeros(3, 16, 32), torch.zeros(3, 24, 32)], ImageLayout.of([spec("assess", True)]))
+    torch.testing.assert_close(got[1], image)                       # no partner of its size: as alone
+    torch.testing.assert_close(got[0], ref)
+    lone = cond([image], [torch.zeros(3, 24, 32)], ImageLayout.of([spec("assess")]))
+    torch.testing.assert_close(lone[0], image)
+
+
+def test_token_differences_start_as_a_no_op():
+    plain, model = build().eval(), with_conditioner("token-differences").eval()
+    batch = collate(mixed_items(model), packed=True)
+    for x, y in zip(plain.encode_images(batch.pixels), model.encode_images(batch.pixels, layout=batch.layout)):
+        torch.testing.assert_close(x, y)
