@@ -57,8 +57,8 @@ class TokenDifferences(nn.Module):
                 gathered = grid[torch.tensor([max(k, 0) for k in k_of], device=grid.device)]
                 parts.append((grid - gathered) * has[:, None, None])
                 parts.append(has[:, None, None].expand(-1, grid.shape[1], 1))
-            diff, has_ref, other, has_other = parts
-            offset = self.mlp(torch.cat([diff, other, has_ref, has_other], dim=-1))
+            to_ref, has_ref, to_other, has_other = parts
+            offset = self.mlp(torch.cat([to_ref, to_other, has_ref, has_other], dim=-1))
             shifted = grid + offset * torch.maximum(has_ref, has_other)  # no partner: unchanged
             for k, i in enumerate(idx):
                 out[i] = shifted[k]
