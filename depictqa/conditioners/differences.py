@@ -14,7 +14,7 @@ resolution), that difference is zero and its flag says so; an image with neither
 lone no-reference image, a caption image) is left as it is. Swapping A and B swaps their inputs and
 negates the pair difference, so "B then A" sees the same evidence as "A then B". Unlike
 ``relative-stats`` (global statistics), the differences are local and learnt: they carry *where*
-and *how* an image departs from its reference, which is what tells blur from pixelation or noise.
+and *how* an image departs from its reference.
 """
 
 from __future__ import annotations
